@@ -1,0 +1,5 @@
+"""Websocket routes. Each app contributes its own list."""
+
+from typing import Any
+
+websocket_urlpatterns: list[Any] = []
