@@ -1,0 +1,259 @@
+"""Tenants and identities: accounts, actors, identities, auth providers, directories, groups,
+memberships and tokens. Invariants that the database can hold are constraints here; the rest is
+kept by ``accounts.services``."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from firezone_site.scoping import AccountManager, AccountScoped
+
+
+class Account(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=255)
+    slug = models.SlugField(max_length=100, unique=True)
+    settings = models.JSONField(default=dict, blank=True)  # search_domain, upstream_dns
+    limits = models.JSONField(default=dict, blank=True)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_disabled(self) -> bool:
+        return self.disabled_at is not None
+
+
+class Actor(AccountScoped):
+    class Type(models.TextChoices):
+        USER = "user", "User"
+        ADMIN = "admin", "Admin"
+        SERVICE_ACCOUNT = "service_account", "Service account"
+        API_CLIENT = "api_client", "API client"
+
+    type = models.CharField(max_length=20, choices=Type.choices, default=Type.USER)
+    email = models.EmailField(max_length=254, blank=True, default="")
+    name = models.CharField(max_length=255)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    directory = models.ForeignKey(
+        "accounts.Directory", null=True, blank=True, on_delete=models.SET_NULL, related_name="actors"
+    )
+    provider_id = models.CharField(max_length=255, blank=True, default="")
+    # Local sign-in to the web UI (until identity providers land) goes through Django's auth user.
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="actor",
+    )
+
+    objects: AccountManager[Actor] = AccountManager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "email"],
+                condition=~Q(email=""),
+                name="actor_email_unique_per_account",
+            ),
+        ]
+        indexes = [models.Index(fields=["account", "name"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>" if self.email else self.name
+
+    @property
+    def is_disabled(self) -> bool:
+        return self.disabled_at is not None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.type == Actor.Type.ADMIN
+
+
+class AuthProvider(AccountScoped):
+    class Kind(models.TextChoices):
+        EMAIL = "email", "Email one-time code"
+        OIDC = "oidc", "OpenID Connect"
+        GOOGLE = "google", "Google Workspace"
+        OKTA = "okta", "Okta"
+        ENTRA = "entra", "Microsoft Entra ID"
+
+    class Context(models.TextChoices):
+        CLIENTS = "clients", "Clients"
+        PORTAL = "portal", "Portal"
+        BOTH = "both", "Clients and portal"
+
+    name = models.CharField(max_length=255)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    context = models.CharField(max_length=20, choices=Context.choices, default=Context.BOTH)
+    client_session_lifetime = models.DurationField(default=timedelta(days=7))
+    portal_session_lifetime = models.DurationField(default=timedelta(hours=8))
+    config = models.JSONField(default=dict, blank=True)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+
+    objects: AccountManager[AuthProvider] = AccountManager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "name"], name="provider_name_unique"),
+            models.CheckConstraint(
+                condition=Q(client_session_lifetime__gte=timedelta(hours=1))
+                & Q(client_session_lifetime__lte=timedelta(days=90)),
+                name="provider_client_session_1h_90d",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Directory(AccountScoped):
+    class Kind(models.TextChoices):
+        GOOGLE = "google", "Google Workspace"
+        OKTA = "okta", "Okta"
+        ENTRA = "entra", "Microsoft Entra ID"
+        SCIM = "scim", "SCIM 2.0"
+
+    name = models.CharField(max_length=255)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    config = models.JSONField(default=dict, blank=True)
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    disabled_at = models.DateTimeField(null=True, blank=True)
+
+    objects: AccountManager[Directory] = AccountManager()
+
+    class Meta:
+        verbose_name_plural = "directories"
+        constraints = [
+            models.UniqueConstraint(fields=["account", "name"], name="directory_name_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Identity(AccountScoped):
+    actor = models.ForeignKey(Actor, on_delete=models.CASCADE, related_name="identities")
+    provider = models.ForeignKey(
+        AuthProvider, null=True, blank=True, on_delete=models.SET_NULL, related_name="identities"
+    )
+    issuer = models.CharField(max_length=512)
+    subject = models.CharField(max_length=255)
+    email = models.EmailField(max_length=254, blank=True, default="")
+    claims = models.JSONField(default=dict, blank=True)
+
+    objects: AccountManager[Identity] = AccountManager()
+
+    class Meta:
+        verbose_name_plural = "identities"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "issuer", "subject"], name="identity_unique_per_issuer"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.issuer}#{self.subject}"
+
+
+class Group(AccountScoped):
+    EVERYONE = "Everyone"
+
+    class Kind(models.TextChoices):
+        MANAGED = "managed", "Managed"
+        STATIC = "static", "Static"
+
+    name = models.CharField(max_length=255)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.STATIC)
+    provider_id = models.CharField(max_length=255, blank=True, default="")
+    directory = models.ForeignKey(
+        Directory, null=True, blank=True, on_delete=models.SET_NULL, related_name="groups"
+    )
+    members = models.ManyToManyField(Actor, through="Membership", related_name="groups")
+
+    objects: AccountManager[Group] = AccountManager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "name"], name="group_name_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_managed(self) -> bool:
+        return self.kind == Group.Kind.MANAGED
+
+
+class Membership(AccountScoped):
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="memberships")
+    actor = models.ForeignKey(Actor, on_delete=models.CASCADE, related_name="memberships")
+
+    objects: AccountManager[Membership] = AccountManager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["group", "actor"], name="membership_unique"),
+        ]
+        indexes = [models.Index(fields=["actor", "group"])]
+
+    def __str__(self) -> str:
+        return f"{self.actor_id} in {self.group_id}"
+
+
+class Token(AccountScoped):
+    """A bearer secret. The secret is ``<prefix>_<id hex>_<random>``; only its SHA-256 is kept.
+
+    The id in the secret makes lookup a primary-key fetch; the random part is 256 bits, so a plain
+    SHA-256 (no salt, no slow hash) is the right storage, compared with ``hmac.compare_digest``.
+    """
+
+    class Kind(models.TextChoices):
+        GATEWAY = "gateway", "Gateway"
+        CLIENT = "client", "Client session"
+        API = "api", "API"
+        SIGN_IN = "sign_in", "One-time sign-in code"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    name = models.CharField(max_length=255, blank=True, default="")
+    secret_hash = models.CharField(max_length=64)
+    actor = models.ForeignKey(
+        Actor, null=True, blank=True, on_delete=models.CASCADE, related_name="tokens"
+    )
+    site = models.ForeignKey(
+        "gateways.Site", null=True, blank=True, on_delete=models.CASCADE, related_name="tokens"
+    )
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    # Rotation: the replaced token keeps working until grace_until or until its successor is used.
+    replaced_by = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replaces"
+    )
+    grace_until = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    last_used_ip = models.GenericIPAddressField(null=True, blank=True)
+
+    objects: AccountManager[Token] = AccountManager()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(kind="gateway") | Q(site__isnull=False),
+                name="gateway_token_has_site",
+            ),
+        ]
+        indexes = [models.Index(fields=["account", "kind"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} token {self.name or self.pk}"

@@ -1,0 +1,116 @@
+"""Sites, gateways, client devices and the tunnel address pool."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from firezone_site.scoping import AccountManager, AccountScoped
+
+
+class Site(AccountScoped):
+    name = models.CharField(max_length=255)
+
+    objects: AccountManager[Site] = AccountManager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "name"], name="site_name_unique")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TunnelAddress(AccountScoped):
+    """One allocated slot of the account's tunnel pool.
+
+    Slot ``n`` stands for ``100.64.0.0/11 + n`` and ``fd00:2021:1111::/107 + n`` together, so a
+    device's IPv4 and IPv6 addresses are allocated in one insert. The unique constraint is what makes
+    allocation safe under concurrency: a racing insert of the same slot fails and retries elsewhere.
+    """
+
+    slot = models.PositiveIntegerField()
+
+    objects: AccountManager[TunnelAddress] = AccountManager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "slot"], name="tunnel_slot_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"slot {self.slot}"
+
+
+class Gateway(AccountScoped):
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="gateways")
+    external_id = models.CharField(max_length=255)
+    name = models.CharField(max_length=255)
+    public_key = models.CharField(max_length=44)
+    address = models.OneToOneField(TunnelAddress, on_delete=models.PROTECT, related_name="gateway")
+    ipv4 = models.GenericIPAddressField(protocol="IPv4")
+    ipv6 = models.GenericIPAddressField(protocol="IPv6")
+    online = models.BooleanField(default=False)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    last_seen_remote_ip = models.GenericIPAddressField(null=True, blank=True)
+    last_seen_version = models.CharField(max_length=64, blank=True, default="")
+    last_seen_endpoint = models.CharField(max_length=100, blank=True, default="")
+    # The websocket connection currently holding this gateway (Channels channel name).
+    channel_name = models.CharField(max_length=255, blank=True, default="")
+
+    objects: AccountManager[Gateway] = AccountManager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "site", "external_id"], name="gateway_external_id_unique"
+            ),
+            models.UniqueConstraint(fields=["account", "public_key"], name="gateway_key_unique"),
+        ]
+        indexes = [models.Index(fields=["site", "online"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ClientDevice(AccountScoped):
+    class Kind(models.TextChoices):
+        DYNAMIC = "dynamic", "Client agent"
+        STATIC = "static", "Static WireGuard config"
+
+    actor = models.ForeignKey("accounts.Actor", on_delete=models.CASCADE, related_name="devices")
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.DYNAMIC)
+    external_id = models.CharField(max_length=255)
+    name = models.CharField(max_length=255)
+    public_key = models.CharField(max_length=44)
+    address = models.OneToOneField(TunnelAddress, on_delete=models.PROTECT, related_name="device")
+    ipv4 = models.GenericIPAddressField(protocol="IPv4")
+    ipv6 = models.GenericIPAddressField(protocol="IPv6")
+    verified_at = models.DateTimeField(null=True, blank=True)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    last_seen_remote_ip = models.GenericIPAddressField(null=True, blank=True)
+    last_seen_version = models.CharField(max_length=64, blank=True, default="")
+    # Static devices: bumped whenever the issued config would change.
+    config_version = models.PositiveIntegerField(default=1)
+
+    objects: AccountManager[ClientDevice] = AccountManager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "public_key"], name="device_key_unique"),
+            models.UniqueConstraint(
+                fields=["account", "actor", "external_id"], name="device_external_id_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["account", "actor", "name"],
+                condition=Q(kind="static"),
+                name="static_device_name_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_verified(self) -> bool:
+        return self.verified_at is not None
