@@ -7,7 +7,7 @@ when the last descriptor closes, so a crashed (SIGKILLed) agent leaves no stale 
 ``close()`` still deletes it explicitly.
 
 Offload mode (``vnet_hdr=True``) asks for a virtio-net header on every read/write and enables
-TSO/checksum offload, so reads may return TCP super-packets of up to ~64 KB (see ``agents.io.vnet``).
+TSO/checksum offload, so reads may return TCP super-packets of up to ~64 KB (``agents.io.vnet``).
 """
 
 from __future__ import annotations
@@ -88,11 +88,10 @@ class TunDevice:
             os.close(self.fd)
         # The device normally vanishes with its last fd (persist cleared); delete it anyway in case
         # another process still holds a descriptor.
-        with IPRoute() as ipr:
-            with contextlib.suppress(Exception):
-                idx = ipr.link_lookup(ifname=self.name)
-                if idx:
-                    ipr.link("del", index=idx[0])
+        with IPRoute() as ipr, contextlib.suppress(Exception):
+            idx = ipr.link_lookup(ifname=self.name)
+            if idx:
+                ipr.link("del", index=idx[0])
         log.info("tun device removed", extra={"ifname": self.name})
 
     def __enter__(self) -> TunDevice:

@@ -8,6 +8,7 @@ control message. Both cut the per-datagram syscall cost, which dominates a Pytho
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 from collections.abc import Sequence
@@ -22,7 +23,9 @@ SOCKET_BUFFER = 4 * 1024 * 1024
 Endpoint = tuple[str, int]
 
 
-def open_udp(port: int = 0, *, host: str = "", ipv6: bool = True, gro: bool = False) -> socket.socket:
+def open_udp(
+    port: int = 0, *, host: str = "", ipv6: bool = True, gro: bool = False
+) -> socket.socket:
     """A bound UDP socket; dual-stack (IPv4-mapped) when ``ipv6`` is true."""
     if ipv6:
         sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
@@ -32,10 +35,8 @@ def open_udp(port: int = 0, *, host: str = "", ipv6: bool = True, gro: bool = Fa
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind((host or "0.0.0.0", port))
     for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-        try:
+        with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
-        except OSError:
-            pass
     if gro:
         enable_gro(sock)
     return sock
@@ -67,9 +68,7 @@ def sock_address(sock: socket.socket, endpoint: Endpoint) -> tuple[str, int]:
     return host, port
 
 
-def send_gso(
-    sock: socket.socket, datagrams: Sequence[bytes], address: tuple[str, int]
-) -> int:
+def send_gso(sock: socket.socket, datagrams: Sequence[bytes], address: tuple[str, int]) -> int:
     """Send ``datagrams`` to one destination with as few syscalls as GSO allows.
 
     All datagrams of one call must have the same size except the last one; a run is cut whenever
