@@ -1,0 +1,139 @@
+"""Account-scoped reads for resources, policies and authorizations, and the database side of
+policy evaluation (``allowed_resources``)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from django.db.models import QuerySet
+
+from accounts.models import Account, Actor, Membership
+from policies import evaluation
+from policies.models import Authorization, Policy, Resource
+
+
+@lru_cache(maxsize=4096)
+def _compiled(conditions_json: str) -> tuple[evaluation.Condition, ...]:
+    return evaluation.parse_conditions(json.loads(conditions_json))
+
+
+def compile_conditions(conditions: list[dict[str, Any]]) -> tuple[evaluation.Condition, ...]:
+    """Stored conditions were validated on write; compiled forms are cached by content."""
+    if not conditions:
+        return ()
+    return _compiled(json.dumps(conditions, sort_keys=True))
+
+
+def group_ids_of(actor: Actor) -> frozenset[uuid.UUID]:
+    return frozenset(
+        Membership.objects.for_account(actor.account_id)
+        .filter(actor_id=actor.pk)
+        .values_list("group_id", flat=True)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AllowedResource:
+    resource: Resource
+    decision: evaluation.Decision
+
+
+def allowed_resources(
+    actor: Actor,
+    context: evaluation.ClientContext,
+    *,
+    resource_ids: set[uuid.UUID] | None = None,
+    site_id: uuid.UUID | None = None,
+) -> list[AllowedResource]:
+    """The resources ``actor`` may reach in ``context``, each with the deciding Decision.
+
+    Two queries: the actor's groups, then the enabled policies of those groups joined to their
+    resources. Disabled actors and accounts get nothing.
+    """
+    if actor.disabled_at is not None:
+        return []
+    group_ids = group_ids_of(actor)
+    if not group_ids:
+        return []
+    policies = (
+        Policy.objects.for_account(actor.account_id)
+        .filter(group_id__in=group_ids, disabled_at__isnull=True)
+        .select_related("resource")
+        .only(
+            "id", "group_id", "resource_id", "conditions",
+            "resource__id", "resource__name", "resource__kind", "resource__address",
+            "resource__site_id", "resource__filters", "resource__ip_stack",
+            "resource__account_id", "resource__address_description", "resource__created_at",
+        )
+    )
+    if resource_ids is not None:
+        policies = policies.filter(resource_id__in=resource_ids)
+    if site_id is not None:
+        policies = policies.filter(resource__site_id=site_id)
+    by_resource: dict[uuid.UUID, tuple[Resource, list[evaluation.PolicyRule]]] = {}
+    for policy in policies:
+        entry = by_resource.get(policy.resource_id)
+        if entry is None:
+            entry = (policy.resource, [])
+            by_resource[policy.resource_id] = entry
+        entry[1].append(
+            evaluation.PolicyRule(
+                policy_id=policy.pk,
+                group_id=policy.group_id,
+                resource_id=policy.resource_id,
+                conditions=compile_conditions(policy.conditions),
+            )
+        )
+    allowed: list[AllowedResource] = []
+    for resource, rules in by_resource.values():
+        decision = evaluation.evaluate(group_ids, rules, context)
+        if decision.allowed:
+            allowed.append(AllowedResource(resource=resource, decision=decision))
+    allowed.sort(key=lambda a: a.resource.name)
+    return allowed
+
+
+def evaluate_access(
+    actor: Actor, resource: Resource, context: evaluation.ClientContext
+) -> evaluation.Decision:
+    """One actor and one resource: the decision with its violated conditions."""
+    if actor.account_id != resource.account_id or actor.disabled_at is not None:
+        return evaluation.Decision(allowed=False, policy_id=None, violated=(), expires_at=None)
+    group_ids = group_ids_of(actor)
+    rules = [
+        evaluation.PolicyRule(
+            policy_id=p.pk,
+            group_id=p.group_id,
+            resource_id=p.resource_id,
+            conditions=compile_conditions(p.conditions),
+        )
+        for p in Policy.objects.for_account(actor.account_id).filter(
+            resource_id=resource.pk, disabled_at__isnull=True
+        )
+    ]
+    return evaluation.evaluate(group_ids, rules, context)
+
+
+def resources(account: Account | uuid.UUID) -> QuerySet[Resource]:
+    return Resource.objects.for_account(account).select_related("site")
+
+
+def policies(account: Account | uuid.UUID) -> QuerySet[Policy]:
+    return Policy.objects.for_account(account).select_related("group", "resource")
+
+
+def authorizations(account: Account | uuid.UUID) -> QuerySet[Authorization]:
+    return Authorization.objects.for_account(account)
+
+
+def active_authorizations(account: Account | uuid.UUID, now: datetime) -> QuerySet[Authorization]:
+    from django.db.models import Q
+
+    return authorizations(account).filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=now), revoked_at__isnull=True
+    )
