@@ -1,0 +1,162 @@
+"""Data plane benchmark: wireguard-go vs our gateway/client, every IO mode, plus handshakes/s.
+
+Topology (network namespaces, veth offloads off, tunnel MTU 1280): client <-> gateway <-> resource.
+The gateway forwards to the resource with nftables masquerade. iperf3 TCP runs from the client to
+the resource through the tunnel (upload: the gateway decrypts), a few seconds each.
+
+Scenarios:
+  (a) wireguard-go client -> wireguard-go gateway          (the reference)
+  (b) wireguard-go client -> our gateway (per IO mode)     (firezone-gateway --static-config)
+  (c) our client -> our gateway (per IO mode)              (firezone-client + firezone-gateway)
+
+CPU: utime+stime of the tunnel processes from /proc/<pid>/stat, sampled around each iperf3 run,
+divided by the Gbit delivered. The LAST line printed is one JSON object.
+
+Run (root):  .venv/bin/python benchmarks/dataplane.py [--seconds 3] [--runs 3] [--modes ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from agents.io.nft import masquerade_ruleset  # noqa: E402
+from tests.e2e import netns  # noqa: E402
+from tests.e2e.netns import Lab, ThreeHop, WgPeer, three_hop  # noqa: E402
+
+GW_TUN_IP = "100.64.0.1"
+CLIENT_TUN_IP = "100.64.0.2"
+PORT = 51820
+
+
+@dataclass
+class Sample:
+    mbps: float
+    cpu_client: float  # CPU-s per Gbit, client-side tunnel process
+    cpu_gateway: float  # CPU-s per Gbit, gateway-side tunnel process
+
+
+@dataclass
+class Figures:
+    name: str
+    samples: list[Sample]
+
+    @property
+    def mbps(self) -> float:
+        return statistics.median(s.mbps for s in self.samples)
+
+    @property
+    def cpu_gateway(self) -> float:
+        return statistics.median(s.cpu_gateway for s in self.samples)
+
+    @property
+    def cpu_client(self) -> float:
+        return statistics.median(s.cpu_client for s in self.samples)
+
+    @property
+    def cpu_total(self) -> float:
+        return statistics.median(s.cpu_gateway + s.cpu_client for s in self.samples)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "mbps": round(self.mbps, 1),
+            "runs_mbps": [round(s.mbps, 1) for s in self.samples],
+            "gateway_cpu_s_per_gbit": round(self.cpu_gateway, 3),
+            "client_cpu_s_per_gbit": round(self.cpu_client, 3),
+            "total_cpu_s_per_gbit": round(self.cpu_total, 3),
+        }
+
+
+def _masquerade(ns: netns.NetNS, table: str, ifname: str) -> None:
+    ns.sysctl("net.ipv4.ip_forward", "1")
+    ns.run(
+        ["nft", "-j", "-f", "-"], input=json.dumps({"nftables": masquerade_ruleset(table, ifname)})
+    )
+
+
+def _measure(
+    lab: Lab, topo: ThreeHop, pids: tuple[int, int], seconds: float, runs: int
+) -> list[Sample]:
+    samples = []
+    for i in range(runs):
+        r = lab.iperf3(
+            topo.client, topo.resource, topo.resource_ip, seconds=seconds,
+            port=5201 + i, cpu_pids=pids,
+        )  # fmt: skip
+        per = r.cpu_per_gbit()
+        samples.append(Sample(r.mbps, per[0], per[1]))
+    return samples
+
+
+def wg_go_pair(lab: Lab, topo: ThreeHop) -> tuple[int, int]:
+    gw_keys, cl_keys = netns.genkey(), netns.genkey()
+    gw = lab.wireguard_go(
+        topo.gateway, address=f"{GW_TUN_IP}/32", keys=gw_keys, listen_port=PORT,
+        peers=[WgPeer(cl_keys.public, [f"{CLIENT_TUN_IP}/32"])], routes=[f"{CLIENT_TUN_IP}/32"],
+    )  # fmt: skip
+    _masquerade(topo.gateway, "fzbench", gw.ifname)
+    cl = lab.wireguard_go(
+        topo.client, address=f"{CLIENT_TUN_IP}/32", keys=cl_keys,
+        peers=[WgPeer(gw_keys.public, [f"{GW_TUN_IP}/32", topo.resource_net],
+                      endpoint=f"{topo.gateway_ip}:{PORT}")],
+        routes=[topo.resource_net],
+    )  # fmt: skip
+    return cl.pid, gw.pid
+
+
+def run_scenario(
+    name: str,
+    setup: Callable[[Lab, ThreeHop], tuple[int, int]],
+    seconds: float,
+    runs: int,
+) -> Figures:
+    with Lab("fzb") as lab:
+        topo = three_hop(lab)
+        pids = setup(lab, topo)
+        # warm-up: handshake plus TCP slow start outside the measurement
+        lab.iperf3(topo.client, topo.resource, topo.resource_ip, seconds=1, port=5300)
+        figs = Figures(name, _measure(lab, topo, pids, seconds, runs))
+    print(
+        f"{name:<28} {figs.mbps:8.1f} Mbps  cpu-s/Gbit gateway {figs.cpu_gateway:5.2f} "
+        f"client {figs.cpu_client:5.2f}  runs {[round(s.mbps) for s in figs.samples]}",
+        flush=True,
+    )
+    return figs
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", choices=["a", "b", "c", "hs"], action="append")
+    args = parser.parse_args(argv)
+    reason = netns.missing_requirements()
+    if reason:
+        print(json.dumps({"skipped": reason}))
+        return 1
+    only = set(args.only or ["a", "b", "c", "hs"])
+    result: dict[str, object] = {"seconds": args.seconds, "runs": args.runs, "cpus": os.cpu_count()}
+    started = time.monotonic()
+    if "a" in only:
+        a = run_scenario("(a) wireguard-go -> wg-go", wg_go_pair, args.seconds, args.runs)
+        result["wg_go_mbps"] = round(a.mbps, 1)
+        result["wg_go_cpu_s_per_gbit"] = round(a.cpu_gateway, 3)
+        result["wg_go_total_cpu_s_per_gbit"] = round(a.cpu_total, 3)
+        result["wg_go"] = a.as_dict()
+    result["elapsed_s"] = round(time.monotonic() - started, 1)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
