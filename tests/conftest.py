@@ -1,0 +1,57 @@
+"""Shared fixtures: three fixed people (house style).
+
+alice: admin of account "acme"; bob: member (user) of "acme"; charlie: admin of another account
+"globex". Passwords are PASSWORD. Integration tests use the real PostgreSQL (pytest-django creates a
+per-process test database) and Redis.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def acme(db: None):  # type: ignore[no-untyped-def]
+    from accounts import services
+
+    return services.create_account(name="Acme", slug="acme")
+
+
+@pytest.fixture
+def globex(db: None):  # type: ignore[no-untyped-def]
+    from accounts import services
+
+    return services.create_account(name="Globex", slug="globex")
+
+
+@pytest.fixture
+def alice(acme):  # type: ignore[no-untyped-def]
+    from accounts import services
+    from accounts.models import Actor
+
+    return services.create_actor(
+        acme, email="alice@acme.test", name="Alice", type=Actor.Type.ADMIN, password=PASSWORD
+    )
+
+
+@pytest.fixture
+def bob(acme):  # type: ignore[no-untyped-def]
+    from accounts import services
+    from accounts.models import Actor
+
+    return services.create_actor(
+        acme, email="bob@acme.test", name="Bob", type=Actor.Type.USER, password=PASSWORD
+    )
+
+
+@pytest.fixture
+def charlie(globex):  # type: ignore[no-untyped-def]
+    from accounts import services
+    from accounts.models import Actor
+
+    return services.create_actor(
+        globex, email="charlie@globex.test", name="Charlie", type=Actor.Type.ADMIN,
+        password=PASSWORD,
+    )
