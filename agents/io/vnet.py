@@ -1,0 +1,301 @@
+"""virtio-net headers for a TUN device opened with IFF_VNET_HDR: TSO segmentation, TCP coalescing.
+
+With ``TUNSETOFFLOAD(TUN_F_CSUM|TUN_F_TSO4|TUN_F_TSO6)`` the kernel hands the TUN reader TCP
+"super-packets" (one IP/TCP header, up to ~64 KB of payload) and leaves checksums to us
+(``NEEDS_CSUM``). WireGuard encrypts whole IP packets, so before encryption each super-packet is
+cut into MSS-sized segments with their own IP total length / ID / checksum, TCP sequence number,
+flags and TCP checksum (``segment``). In the other direction, consecutive decrypted segments of
+one TCP flow are glued back into a super-packet (``Coalescer``) and written with a GSO header, so
+the kernel pays one ``write`` and one trip through its stack per batch instead of per segment.
+
+Checksums use the identity 2**16 == 1 (mod 0xFFFF): the ones' complement sum of the 16-bit words
+of a byte string equals its big-endian integer value modulo 0xFFFF (with 0 read as 0xFFFF), which
+CPython computes in C. Only IPv4 and IPv6 without extension headers are segmented or coalesced;
+anything else passes through unchanged.
+"""
+
+from __future__ import annotations
+
+import struct
+
+VNET_HDR_LEN = 10
+F_NEEDS_CSUM = 1
+GSO_NONE = 0
+GSO_TCPV4 = 1
+GSO_TCPV6 = 4
+GSO_ECN = 0x80
+
+_HDR = struct.Struct("<BBHHHH")  # flags, gso_type, hdr_len, gso_size, csum_start, csum_offset
+NO_OFFLOAD_HDR = bytes(VNET_HDR_LEN)
+_U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
+
+TCP_FIN = 0x01
+TCP_PSH = 0x08
+TCP_ACK = 0x10
+TCP_CWR = 0x80
+_PROTO_TCP = 6
+_PROTO_UDP = 17
+
+
+def ones_sum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
+    """Ones' complement sum (not inverted, 0..0xFFFF) of ``data`` plus ``initial``."""
+    if len(data) & 1:
+        data = bytes(data) + b"\x00"
+    v = int.from_bytes(data, "big") + initial
+    if v == 0:
+        return 0
+    r = v % 0xFFFF
+    return r or 0xFFFF
+
+
+def checksum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
+    return ~ones_sum(data, initial) & 0xFFFF
+
+
+def _pseudo_v4(pkt: bytes | bytearray | memoryview, proto: int, length: int) -> int:
+    return int.from_bytes(pkt[12:20], "big") + proto + length
+
+
+def _pseudo_v6(pkt: bytes | bytearray | memoryview, proto: int, length: int) -> int:
+    return int.from_bytes(pkt[8:40], "big") + proto + length
+
+
+def ipv4_header_checksum(hdr: bytearray) -> None:
+    hdr[10:12] = b"\x00\x00"
+    hdr[10:12] = _U16.pack(checksum(hdr))
+
+
+def finish_checksum(pkt: bytearray, csum_start: int, csum_offset: int) -> None:
+    """Complete a NEEDS_CSUM packet: the field holds the pseudo-header sum, fold the rest in."""
+    pos = csum_start + csum_offset
+    partial = int.from_bytes(pkt[pos : pos + 2], "big")
+    pkt[pos : pos + 2] = b"\x00\x00"
+    value = checksum(memoryview(pkt)[csum_start:], partial)
+    if value == 0 and csum_offset == 6:  # UDP: zero means "no checksum", send all ones instead
+        value = 0xFFFF
+    pkt[pos : pos + 2] = _U16.pack(value)
+
+
+def parse_header(buf: bytes | bytearray | memoryview) -> tuple[int, int, int, int, int, int]:
+    return _HDR.unpack_from(buf)
+
+
+def segment(frame: bytes | bytearray | memoryview) -> list[bytes]:
+    """Turn one TUN read (virtio header + packet) into wire-ready IP packets."""
+    flags, gso_type, _hdr_len, gso_size, csum_start, csum_offset = _HDR.unpack_from(frame)
+    pkt = memoryview(frame)[VNET_HDR_LEN:]
+    kind = gso_type & ~GSO_ECN
+    if kind == GSO_NONE:
+        if flags & F_NEEDS_CSUM:
+            full = bytearray(pkt)
+            finish_checksum(full, csum_start, csum_offset)
+            return [bytes(full)]
+        return [bytes(pkt)]
+    if kind not in (GSO_TCPV4, GSO_TCPV6) or gso_size == 0:
+        return []  # UFO/USO are never enabled; drop what we did not ask for
+    v4 = kind == GSO_TCPV4
+    ip_len = (pkt[0] & 0x0F) * 4 if v4 else 40
+    tcp_len = (pkt[ip_len + 12] >> 4) * 4
+    hdr_len = ip_len + tcp_len
+    header = bytes(pkt[:hdr_len])
+    payload = pkt[hdr_len:]
+    total = len(payload)
+    seq = _U32.unpack_from(header, ip_len + 4)[0]
+    tcp_flags = header[ip_len + 13]
+    ip_id = _U16.unpack_from(header, 4)[0] if v4 else 0
+    # Pseudo-header addresses + protocol are the same for every segment.
+    base = int.from_bytes(header[12:20] if v4 else header[8:40], "big") + _PROTO_TCP
+    out: list[bytes] = []
+    off = 0
+    i = 0
+    while off < total:
+        chunk = payload[off : off + gso_size]
+        n = len(chunk)
+        last = off + n >= total
+        seg = bytearray(header)
+        seg += chunk
+        if v4:
+            seg[2:4] = _U16.pack(hdr_len + n)
+            seg[4:6] = _U16.pack((ip_id + i) & 0xFFFF)
+            seg[10:12] = b"\x00\x00"
+            seg[10:12] = _U16.pack(checksum(seg[:ip_len]))
+        else:
+            seg[4:6] = _U16.pack(tcp_len + n)
+        f = tcp_flags
+        if not last:
+            f &= ~(TCP_FIN | TCP_PSH)
+        if i:
+            f &= ~TCP_CWR
+        seg[ip_len + 13] = f
+        seg[ip_len + 4 : ip_len + 8] = _U32.pack((seq + off) & 0xFFFFFFFF)
+        seg[ip_len + 16 : ip_len + 18] = b"\x00\x00"
+        seg[ip_len + 16 : ip_len + 18] = _U16.pack(
+            checksum(memoryview(seg)[ip_len:], base + tcp_len + n)
+        )
+        out.append(bytes(seg))
+        off += n
+        i += 1
+    return out
+
+
+class Coalescer:
+    """Glue consecutive in-order TCP segments of one flow into GSO super-packets for TUN writes.
+
+    ``add`` returns frames (virtio header + packet) that are ready to write whenever the current
+    run cannot be extended; ``flush`` returns what is left at the end of a batch. A run only grows
+    with segments of the same flow whose sequence number continues it, whose headers match
+    (apart from length/ID/checksum/sequence), that carry only ACK (PSH allowed on the last one)
+    and whose payload equals the run's MSS (a shorter one closes the run).
+    """
+
+    __slots__ = ("_base", "_count", "_ip_len", "_key", "_mss", "_next_seq", "_parts", "_psh",
+                 "_size", "_v4", "max_bytes")  # fmt: skip
+
+    def __init__(self, max_bytes: int = 65000) -> None:
+        self.max_bytes = max_bytes
+        self._parts: list[bytes | memoryview] = []
+        self._key: bytes | None = None
+        self._mss = 0
+        self._next_seq = 0
+        self._count = 0
+        self._ip_len = 0
+        self._base = b""
+        self._v4 = True
+        self._size = 0
+        self._psh = False
+
+    def add(self, packet: bytes) -> list[bytes]:
+        out: list[bytes] = []
+        info = _tcp_info(packet)
+        if info is None:
+            if self._parts:
+                out.append(self._emit())
+            out.append(NO_OFFLOAD_HDR + packet)
+            return out
+        key, ip_len, hdr_len, seq, flags, v4 = info
+        payload_len = len(packet) - hdr_len
+        if self._parts:
+            if (
+                key == self._key
+                and seq == self._next_seq
+                and payload_len <= self._mss
+                and flags & ~TCP_PSH == TCP_ACK
+                and self._size + payload_len <= self.max_bytes
+                and _same_headers(self._base, packet, ip_len, hdr_len, v4)
+            ):
+                self._parts.append(memoryview(packet)[hdr_len:])
+                self._count += 1
+                self._size += payload_len
+                self._next_seq = (seq + payload_len) & 0xFFFFFFFF
+                if payload_len < self._mss or flags & TCP_PSH:
+                    self._psh = bool(flags & TCP_PSH)
+                    out.append(self._emit())
+                return out
+            out.append(self._emit())
+        if payload_len == 0 or flags & ~(TCP_PSH | TCP_ACK):
+            out.append(NO_OFFLOAD_HDR + packet)  # pure ACKs, SYN/FIN/RST pass through alone
+            return out
+        self._key = key
+        self._base = packet
+        self._parts = [packet]
+        self._count = 1
+        self._size = len(packet)
+        self._mss = payload_len
+        self._ip_len = ip_len
+        self._v4 = v4
+        self._psh = False
+        self._next_seq = (seq + payload_len) & 0xFFFFFFFF
+        if flags & TCP_PSH:
+            out.append(self._emit())
+        return out
+
+    def flush(self) -> list[bytes]:
+        return [self._emit()] if self._parts else []
+
+    def _emit(self) -> bytes:
+        parts = self._parts
+        self._parts = []
+        self._key = None
+        if self._count == 1:
+            return NO_OFFLOAD_HDR + bytes(parts[0])
+        pkt = bytearray(b"".join(parts))
+        ip_len = self._ip_len
+        tcp_len = (pkt[ip_len + 12] >> 4) * 4
+        total = len(pkt)
+        if self._psh:
+            pkt[ip_len + 13] |= TCP_PSH
+        if self._v4:
+            pkt[2:4] = _U16.pack(total)
+            _v4_csum_long(pkt, ip_len)
+            pseudo = _pseudo_v4(pkt, _PROTO_TCP, total - ip_len)
+            gso = GSO_TCPV4
+        else:
+            pkt[4:6] = _U16.pack(total - 40)
+            pseudo = _pseudo_v6(pkt, _PROTO_TCP, total - ip_len)
+            gso = GSO_TCPV6
+        # NEEDS_CSUM: the checksum field carries the folded pseudo-header sum, not inverted.
+        pkt[ip_len + 16 : ip_len + 18] = _U16.pack(_fold(pseudo))
+        hdr = _HDR.pack(F_NEEDS_CSUM, gso, ip_len + tcp_len, self._mss, ip_len, 16)
+        return hdr + bytes(pkt)
+
+
+def _fold(v: int) -> int:
+    if v == 0:
+        return 0
+    r = v % 0xFFFF
+    return r or 0xFFFF
+
+
+def _v4_csum_long(pkt: bytearray, ip_len: int) -> None:
+    pkt[10:12] = b"\x00\x00"
+    pkt[10:12] = _U16.pack(checksum(pkt[:ip_len]))
+
+
+def _tcp_info(packet: bytes) -> tuple[bytes, int, int, int, int, bool] | None:
+    """(flow key, ip header len, ip+tcp header len, seq, tcp flags, is_v4) for plain TCP."""
+    if len(packet) < 40:
+        return None
+    version = packet[0] >> 4
+    if version == 4:
+        ip_len = (packet[0] & 0x0F) * 4
+        if packet[9] != _PROTO_TCP or packet[6] & 0x3F or packet[7]:  # fragments
+            return None
+        key = packet[12:20]
+        v4 = True
+    elif version == 6:
+        if packet[6] != _PROTO_TCP or len(packet) < 60:
+            return None
+        ip_len = 40
+        key = packet[8:40]
+        v4 = False
+    else:
+        return None
+    if len(packet) < ip_len + 20:
+        return None
+    tcp_len = (packet[ip_len + 12] >> 4) * 4
+    hdr_len = ip_len + tcp_len
+    if len(packet) < hdr_len:
+        return None
+    key += packet[ip_len : ip_len + 4]
+    seq = _U32.unpack_from(packet, ip_len + 4)[0]
+    return key, ip_len, hdr_len, seq, packet[ip_len + 13], v4
+
+
+def _same_headers(base: bytes, pkt: bytes, ip_len: int, hdr_len: int, v4: bool) -> bool:
+    """Headers equal apart from fields that differ between segments of one super-packet."""
+    if len(base) < hdr_len or (base[ip_len + 12] >> 4) * 4 != hdr_len - ip_len:
+        return False
+    if v4:
+        # tos, ttl, protocol, addresses; ID/length/checksum may differ
+        if base[1] != pkt[1] or base[8:10] != pkt[8:10] or base[6] != pkt[6]:
+            return False
+    elif base[:4] != pkt[:4] or base[7] != pkt[7]:
+        return False
+    t = ip_len
+    # ack number, data offset, window, urgent, options (timestamps); not seq/flags/checksum
+    return (
+        base[t + 8 : t + 13] == pkt[t + 8 : t + 13]
+        and base[t + 14 : t + 16] == pkt[t + 14 : t + 16]
+        and base[t + 18 : hdr_len] == pkt[t + 18 : hdr_len]
+    )
