@@ -182,6 +182,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# Serve straight from the app and project static dirs: no collectstatic step to forget.
+WHITENOISE_USE_FINDERS = True
 
 AUTHENTICATION_BACKENDS = [
     "accounts.auth.AccountEmailBackend",
@@ -211,7 +214,7 @@ if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {}
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "firezone_site.channel_layer.DatabaseChannelLayer"}}
     _broker = VAR_DIR / "broker"
     for sub in ("queue", "processed"):
         (_broker / sub).mkdir(parents=True, exist_ok=True)
