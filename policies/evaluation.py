@@ -233,30 +233,67 @@ def _merge_intervals(intervals: Iterable[tuple[int, int]]) -> list[tuple[int, in
     return merged
 
 
-def _windows_cover(weeks: tuple[_ZoneWeek, ...], at: datetime) -> bool:
-    for week in weeks:  # noqa: SIM110 - hot path: a plain loop skips any()'s generator
-        if week.covers(at):
+class _Windows:
+    """A time condition's windows, grouped by zone, with a memo of the last window found open.
+
+    The memo makes repeated evaluations inside one open window two comparisons: every instant
+    in [found at, window end) is covered and has the same end, so the answer cannot differ
+    there. It is a cache of a pure function (any `now`, in any order, gets the same answer as
+    without it); replacing the tuple is atomic, so threads sharing a condition are safe.
+    """
+
+    __slots__ = ("_memo", "weeks")
+
+    def __init__(self, weeks: tuple[_ZoneWeek, ...]) -> None:
+        self.weeks = weeks
+        # (from, until or None = forever, window end); valid for from <= now < until.
+        self._memo: tuple[datetime, datetime | None, datetime | None] | None = None
+
+    def _memo_hit(self, now: datetime) -> bool:
+        memo = self._memo
+        return memo is not None and memo[0] <= now and (memo[1] is None or now < memo[1])
+
+    def covers(self, at: datetime) -> bool:
+        if self._memo_hit(at):
             return True
-    return False
-
-
-def _windows_end(weeks: tuple[_ZoneWeek, ...], now: datetime) -> datetime | None:
-    """First instant after `now` that no window covers (None: always covered). Precondition:
-    some window covers `now`."""
-    at = now
-    limit = now + _MAX_SPAN
-    while True:
-        furthest = at
-        for week in weeks:
+        for week in self.weeks:
             if week.covers(at):
-                end = week.segment_end(at)
-                if end is None:
-                    return None
-                if end > furthest:
-                    furthest = end
-        at = furthest
-        if not _windows_cover(weeks, at) or at >= limit:
-            return at
+                # Finding the end now fills the memo, so later calls in this window are cheap.
+                self.end(at)
+                return True
+        return False
+
+    def _covers_uncached(self, at: datetime) -> bool:
+        for week in self.weeks:  # noqa: SIM110 - hot path: a plain loop skips any()'s generator
+            if week.covers(at):
+                return True
+        return False
+
+    def end(self, now: datetime) -> datetime | None:
+        """First instant after `now` that no window covers (None: always covered).
+        Precondition: `covers(now)`."""
+        if self._memo_hit(now):
+            return cast("tuple[datetime, datetime | None, datetime | None]", self._memo)[2]
+        weeks = self.weeks
+        at = now
+        limit = now + _MAX_SPAN
+        while True:
+            furthest = at
+            for week in weeks:
+                if week.covers(at):
+                    end = week.segment_end(at)
+                    if end is None:
+                        self._memo = (now, None, None)
+                        return None
+                    if end > furthest:
+                        furthest = end
+            at = furthest
+            if at >= limit:
+                # Not the first uncovered instant, so not memoized (see module docstring).
+                return at
+            if not self._covers_uncached(at):
+                self._memo = (now, at, at)
+                return at
 
 
 def _parse_clock(text: str, *, allow_24: bool) -> int:
@@ -337,6 +374,11 @@ class Condition:
     values: tuple[str, ...]
     _kind: int = field(default=0, init=False, compare=False, repr=False)
     _data: Any = field(default=None, init=False, compare=False, repr=False)
+    _hash: int = field(default=0, init=False, compare=False, repr=False)
+
+    def __hash__(self) -> int:
+        # Denials dedupe violated conditions through a dict; a stored hash keeps that cheap.
+        return self._hash
 
     def __post_init__(self) -> None:
         if self.property not in OPERATORS:
@@ -363,6 +405,7 @@ class Condition:
         object.__setattr__(self, "values", values)
         object.__setattr__(self, "_kind", kind)
         object.__setattr__(self, "_data", data)
+        object.__setattr__(self, "_hash", hash((self.property, self.operator, values)))
 
     def to_json(self) -> dict[str, Any]:
         return {"property": self.property, "operator": self.operator, "values": list(self.values)}
@@ -439,7 +482,7 @@ def _compile_windows(values: tuple[str, ...]) -> tuple[tuple[str, ...], Any]:
             base = _DAY_LETTERS.index(d) * _DAY
             intervals.extend((base + s, base + e) for s, e in ranges)
     weeks = tuple(_ZoneWeek(zone, intervals) for zone, intervals in by_zone.values())
-    return _dedupe(canonical), weeks
+    return _dedupe(canonical), _Windows(weeks)
 
 
 def _compile_verified(values: tuple[str, ...]) -> tuple[tuple[str, ...], Any]:
@@ -543,7 +586,7 @@ def _passes(cond: Condition, context: ClientContext, ip: tuple[int, int] | None)
             return False
         return (provider in cond._data) == (kind == _PROVIDER_IN)
     if kind == _TIME:
-        return _windows_cover(cond._data, context.now)
+        return cast(_Windows, cond._data).covers(context.now)
     if kind == _VERIFIED:
         return context.verified is True
     raise AssertionError(f"uncompiled condition {cond!r}")
@@ -602,7 +645,7 @@ def evaluate(
         if timed:
             for cond in conditions:
                 if cond._kind == _TIME:
-                    end = _windows_end(cond._data, context.now)
+                    end = cast(_Windows, cond._data).end(context.now)
                     if end is not None and (expires is None or end < expires):
                         expires = end
         if expires == session:
