@@ -1,0 +1,1 @@
+"""Client agent: the pure data plane core (core.py) and its CLI."""
