@@ -1,0 +1,178 @@
+"""Process runtime shared by the agents' CLIs: bring the data plane up, run it, tear it down.
+
+``serve()`` owns the order of side effects: TUN device (addresses, routes), UDP socket, then -
+for a gateway - IP forwarding and the nftables masquerade table; it runs the IO driver until
+SIGTERM/SIGINT and always removes the nftables table and the device again, also when something
+fails half-way. The data plane configuration itself (peers, authorizations, gateways) is done on
+the core before calling ``serve`` (static mode) or live while it runs (portal mode).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from . import driver as drv
+from .engine import ConnlibCore, CoreEngine
+from .nft import Masquerade, enable_forwarding
+from .tun import DEFAULT_MTU, Interface, Network, TunDevice, create_tun, generate_name
+from .udp import open_udp
+
+log = logging.getLogger(__name__)
+
+DEFAULT_IO_MODE = "threads"
+
+
+@dataclass
+class DataPlaneSpec:
+    """Everything ``serve`` needs besides the core."""
+
+    addresses: Sequence[Interface]
+    routes: Sequence[Network] = ()
+    listen_port: int = 0
+    ifname: str | None = None
+    io_mode: str = DEFAULT_IO_MODE
+    mtu: int = DEFAULT_MTU
+    masquerade: bool = False  # gateway: forwarding + nftables masquerade of tunnel traffic
+    nft_table: str | None = None
+    on_ready: Callable[[TunDevice], None] | None = None
+    extra_log: dict[str, Any] = field(default_factory=dict)
+
+
+def wall_offset() -> float:
+    """Offset from the monotonic clock to unix time, for WireGuard's TAI64N timestamps."""
+    return time.time() - time.monotonic()
+
+
+def serve(core: ConnlibCore, spec: DataPlaneSpec, stop: threading.Event | None = None) -> int:
+    """Run the data plane until a signal (or ``stop``); returns the process exit code."""
+    if spec.io_mode not in drv.MODES:
+        raise ValueError(f"unknown io mode {spec.io_mode!r}")
+    ifname = spec.ifname or generate_name("fz")
+    tun: TunDevice | None = None
+    masq: Masquerade | None = None
+    driver: drv.Driver | None = None
+    sock = None
+    previous: dict[signal.Signals, Any] = {}
+    try:
+        tun = create_tun(
+            ifname,
+            addresses=spec.addresses,
+            routes=spec.routes,
+            mtu=spec.mtu,
+            vnet_hdr=drv.needs_vnet_hdr(spec.io_mode),
+        )
+        sock = open_udp(spec.listen_port)
+        if spec.masquerade:
+            enable_forwarding()
+            masq = Masquerade(spec.nft_table or f"fz_{ifname}", tun.name)
+            masq.start()
+        driver = drv.make_driver(spec.io_mode, CoreEngine(core), tun, sock)
+        the_driver = driver
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            log.info("stopping", extra={"signal": signal.Signals(signum).name})
+            the_driver.stop()
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                previous[sig] = signal.signal(sig, on_signal)
+        if stop is not None:
+            stop_event = stop
+
+            def stop_when_set() -> None:
+                stop_event.wait()
+                the_driver.stop()
+
+            threading.Thread(target=stop_when_set, daemon=True, name="fz-stop").start()
+        log.info(
+            "data plane up",
+            extra={
+                "ifname": tun.name,
+                "listen_port": sock.getsockname()[1],
+                "io_mode": spec.io_mode,
+                "mtu": spec.mtu,
+                **spec.extra_log,
+            },
+        )
+        if spec.on_ready is not None:
+            spec.on_ready(tun)
+        driver.run()
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if masq is not None:
+            masq.stop()
+        if tun is not None:
+            tun.close()
+        if sock is not None:
+            sock.close()
+        if driver is not None:
+            driver.close()
+
+
+def host_routes(
+    addresses: Sequence[ipaddress.IPv4Address | ipaddress.IPv6Address],
+) -> list[Network]:
+    return [ipaddress.ip_network(a) for a in addresses]
+
+
+# -- logging -----------------------------------------------------------------------------------
+
+_STD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; ``extra={...}`` fields become top-level keys."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STD_ATTRS and not key.startswith("_"):
+                doc[key] = value
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return json.dumps(doc, default=str)
+
+
+class KeyValueFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        extras = " ".join(
+            f"{k}={v}"
+            for k, v in vars(record).items()
+            if k not in _STD_ATTRS and not k.startswith("_")
+        )
+        line = f"{record.levelname.lower():<7} {record.name}: {record.getMessage()}"
+        if extras:
+            line += " " + extras
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def configure_logging(json_logs: bool = False, level: str = "info") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if json_logs else KeyValueFormatter())
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    with contextlib.suppress(Exception):
+        logging.getLogger("pyroute2").setLevel(logging.WARNING)
