@@ -24,11 +24,12 @@ Outputs are the same `Output` `(tun, udp)` tuples as the gateway core's; drops a
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 
 from agents.gateway.core import NOTHING, DeviceLike, Endpoint, Output
 from agents.net.packet import ICMPV4_ERROR_TYPES, PROTO_ICMP, PROTO_ICMPV6, PacketInfo, parse
+from agents.static_config import ClientGateway
 
 DEFAULT_PERSISTENT_KEEPALIVE = 25
 _CACHE_LIMIT = 4096
@@ -49,8 +50,20 @@ class GatewayInfo:
     public_key: bytes
     endpoint: Endpoint
     networks: tuple[IPv4Network | IPv6Network, ...]
-    preshared_key: bytes | None = None
+    preshared_key: bytes | None = field(default=None, repr=False)
     persistent_keepalive: int | None = DEFAULT_PERSISTENT_KEEPALIVE
+
+    @classmethod
+    def from_config(cls, gateway: ClientGateway, endpoint: Endpoint | None = None) -> GatewayInfo:
+        """From a static config entry; `endpoint` = the resolved address when the configured
+        host is a DNS name (the core never resolves names)."""
+        return cls(
+            public_key=gateway.public_key,
+            endpoint=endpoint or gateway.endpoint,
+            networks=gateway.resources,
+            preshared_key=gateway.preshared_key,
+            persistent_keepalive=gateway.persistent_keepalive,
+        )
 
 
 class _Routes:

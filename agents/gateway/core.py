@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from ipaddress import IPv4Address, IPv6Address
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from agents.net.filter import (
     DROP_MALFORMED,
@@ -42,6 +42,9 @@ from agents.net.filter import (
 from agents.net.icmp import admin_prohibited
 from agents.net.packet import parse
 from agents.wireguard.device import Decapsulated, Transmit
+
+if TYPE_CHECKING:
+    from agents.static_config import GatewayConfig
 
 Endpoint = tuple[str, int]
 
@@ -246,3 +249,15 @@ class GatewayCore:
 
     def _count(self, name: str) -> None:
         self.counters[name] = self.counters.get(name, 0) + 1
+
+
+STATIC_AUTHORIZATION_PREFIX = "static:"
+
+
+def apply_static_config(core: GatewayCore, config: GatewayConfig) -> None:
+    """Add the peers of a static config and authorize each for its resources (no expiry; the
+    authorization id is ``static:<resource id>``)."""
+    for peer in config.peers:
+        core.add_peer(peer.public_key, peer.preshared_key, peer.ipv4, peer.ipv6)
+        for rule in peer.resources:
+            core.allow(peer.public_key, STATIC_AUTHORIZATION_PREFIX + rule.resource_id, rule, None)
