@@ -73,8 +73,16 @@ class MembershipAdmin(admin.ModelAdmin[Membership]):
 @admin.register(Token)
 class TokenAdmin(admin.ModelAdmin[Token]):
     # The secret is never stored; the hash is not shown either.
-    list_display = ("name", "kind", "account", "actor", "site", "expires_at", "revoked_at",
-                    "last_used_at")
+    list_display = (
+        "name",
+        "kind",
+        "account",
+        "actor",
+        "site",
+        "expires_at",
+        "revoked_at",
+        "last_used_at",
+    )
     search_fields = ("name", "actor__email")
     list_filter = ("kind", "account", "revoked_at")
     list_select_related = ("account", "actor", "site")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.backends import ModelBackend
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.http import HttpRequest
 
 from accounts.models import Actor
@@ -22,14 +22,16 @@ class AccountEmailBackend(ModelBackend):
         username: str | None = None,
         password: str | None = None,
         **kwargs: Any,
-    ) -> AbstractBaseUser | None:
+    ) -> User | None:
         if not username or not password:
             return None
         slug, _, email = username.strip().rpartition("/")
         # Sign-in is before any account is known: the lookup is by (slug, email), which names
         # exactly one account's actor, so this query is scoped by construction.
         actors = Actor.objects.filter(
-            email=email.lower(), user__isnull=False, disabled_at__isnull=True,
+            email=email.lower(),
+            user__isnull=False,
+            disabled_at__isnull=True,
             account__disabled_at__isnull=True,
         ).select_related("user")
         if slug:
@@ -37,7 +39,6 @@ class AccountEmailBackend(ModelBackend):
         found = list(actors[:2])
         if len(found) != 1 or found[0].user is None:
             # Same hashing cost either way, so timing does not reveal which emails exist.
-            self.user_can_authenticate(None)  # type: ignore[arg-type]
             from django.contrib.auth.hashers import make_password
 
             make_password(password)

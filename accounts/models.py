@@ -43,7 +43,11 @@ class Actor(AccountScoped):
     name = models.CharField(max_length=255)
     disabled_at = models.DateTimeField(null=True, blank=True)
     directory = models.ForeignKey(
-        "accounts.Directory", null=True, blank=True, on_delete=models.SET_NULL, related_name="actors"
+        "accounts.Directory",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="actors",
     )
     provider_id = models.CharField(max_length=255, blank=True, default="")
     # Local sign-in to the web UI (until identity providers land) goes through Django's auth user.
@@ -55,7 +59,7 @@ class Actor(AccountScoped):
         related_name="actor",
     )
 
-    objects: AccountManager[Actor] = AccountManager()
+    objects = AccountManager["Actor"]()
 
     class Meta:
         constraints = [
@@ -100,7 +104,7 @@ class AuthProvider(AccountScoped):
     config = models.JSONField(default=dict, blank=True)
     disabled_at = models.DateTimeField(null=True, blank=True)
 
-    objects: AccountManager[AuthProvider] = AccountManager()
+    objects = AccountManager["AuthProvider"]()
 
     class Meta:
         constraints = [
@@ -130,7 +134,7 @@ class Directory(AccountScoped):
     last_error = models.TextField(blank=True, default="")
     disabled_at = models.DateTimeField(null=True, blank=True)
 
-    objects: AccountManager[Directory] = AccountManager()
+    objects = AccountManager["Directory"]()
 
     class Meta:
         verbose_name_plural = "directories"
@@ -152,7 +156,7 @@ class Identity(AccountScoped):
     email = models.EmailField(max_length=254, blank=True, default="")
     claims = models.JSONField(default=dict, blank=True)
 
-    objects: AccountManager[Identity] = AccountManager()
+    objects = AccountManager["Identity"]()
 
     class Meta:
         verbose_name_plural = "identities"
@@ -181,7 +185,7 @@ class Group(AccountScoped):
     )
     members = models.ManyToManyField(Actor, through="Membership", related_name="groups")
 
-    objects: AccountManager[Group] = AccountManager()
+    objects = AccountManager["Group"]()
 
     class Meta:
         constraints = [
@@ -200,7 +204,7 @@ class Membership(AccountScoped):
     group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="memberships")
     actor = models.ForeignKey(Actor, on_delete=models.CASCADE, related_name="memberships")
 
-    objects: AccountManager[Membership] = AccountManager()
+    objects = AccountManager["Membership"]()
 
     class Meta:
         constraints = [
@@ -244,7 +248,7 @@ class Token(AccountScoped):
     last_used_at = models.DateTimeField(null=True, blank=True)
     last_used_ip = models.GenericIPAddressField(null=True, blank=True)
 
-    objects: AccountManager[Token] = AccountManager()
+    objects = AccountManager["Token"]()
 
     class Meta:
         constraints = [

@@ -15,8 +15,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from django.db import transaction
@@ -160,8 +159,7 @@ def create_actor(
     return actor
 
 
-def _create_user(account: Account, email: str, password: str, *, staff: bool) -> AbstractBaseUser:
-    User = get_user_model()
+def _create_user(account: Account, email: str, password: str, *, staff: bool) -> User:
     user = User(username=_username(account, email), email=email, is_staff=staff, is_superuser=staff)
     user.set_password(password)
     user.save()
@@ -183,8 +181,9 @@ def set_password(actor: Actor, password: str) -> None:
 
 
 @transaction.atomic
-def update_actor(actor: Actor, *, name: str | None = None, email: str | None = None,
-                 type: str | None = None) -> Actor:
+def update_actor(
+    actor: Actor, *, name: str | None = None, email: str | None = None, type: str | None = None
+) -> Actor:
     actor = Actor.objects.select_for_update().get(pk=actor.pk, account_id=actor.account_id)
     if name is not None:
         actor.name = _clean_name(name)
@@ -338,7 +337,9 @@ def add_member(group: Group, actor: Actor) -> Membership:
     if existing is not None:
         return existing
     with integrity_errors_as_validation(_CONSTRAINTS):
-        membership = Membership.objects.create(account_id=group.account_id, group=group, actor=actor)
+        membership = Membership.objects.create(
+            account_id=group.account_id, group=group, actor=actor
+        )
     publish(
         AccessChanged(
             account_id=group.account_id,
@@ -412,7 +413,7 @@ def create_auth_provider(
         raise ValidationFailed({"context": "Choose clients, portal or both."})
     if not timedelta(hours=1) <= client_session_lifetime <= timedelta(days=90):
         raise ValidationFailed(
-            {"client_session_lifetime": "Client session lifetime must be between 1 hour and 90 days."}
+            {"client_session_lifetime": _CONSTRAINTS["provider_client_session_1h_90d"][1]}
         )
     if AuthProvider.objects.for_account(account).filter(name=name).exists():
         raise ValidationFailed({"name": "An auth provider with this name already exists."})
@@ -517,11 +518,7 @@ def use_token(secret: str, *, kind: str, remote_ip: str | None = None) -> Token 
     if parsed is None or TOKEN_PREFIX.get(Token.Kind(kind)) != parsed[0]:
         hmac.compare_digest(hash_secret(secret or ""), "0" * 64)  # same work either way
         return None
-    token = (
-        Token.objects.select_related("account", "actor")
-        .filter(pk=parsed[1], kind=kind)
-        .first()
-    )
+    token = Token.objects.select_related("account", "actor").filter(pk=parsed[1], kind=kind).first()
     if token is None:
         hmac.compare_digest(hash_secret(secret), "0" * 64)
         return None
@@ -596,8 +593,9 @@ class Bootstrap:
 
 
 @transaction.atomic
-def bootstrap(*, account_name: str, slug: str, admin_email: str, admin_name: str = "Admin"
-              ) -> Bootstrap:
+def bootstrap(
+    *, account_name: str, slug: str, admin_email: str, admin_name: str = "Admin"
+) -> Bootstrap:
     """First account + an admin who is also Django staff, with a generated password."""
     account = create_account(name=account_name, slug=slug)
     password = secrets.token_urlsafe(15)

@@ -64,6 +64,10 @@ def readyz(request: HttpRequest) -> JsonResponse:
         checks[name]["ms"] = round((time.monotonic() - started) * 1000, 1)
     ok = all(c["ok"] for c in checks.values())
     return JsonResponse(
-        {"status": "ok" if ok else "unavailable", "checks": checks, "embedded": settings.FZ_EMBEDDED},
+        {
+            "status": "ok" if ok else "unavailable",
+            "checks": checks,
+            "embedded": settings.FZ_EMBEDDED,
+        },
         status=200 if ok else 503,
     )

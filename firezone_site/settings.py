@@ -107,7 +107,9 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
-ALLOWED_HOSTS = _list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if not TESTING else ["*"])
+ALLOWED_HOSTS = _list(
+    "ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if not TESTING else ["*"]
+)
 CSRF_TRUSTED_ORIGINS = _list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
@@ -163,7 +165,9 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
 # Parallel test runs (several developers, CI) share one PostgreSQL: a suffix keeps their test
 # databases apart.
-DATABASES["default"]["TEST"] = {"NAME": f"test_fz_{os.environ.get('FZ_TEST_DB_SUFFIX', os.getpid())}"}
+DATABASES["default"]["TEST"] = {
+    "NAME": f"test_fz_{os.environ.get('FZ_TEST_DB_SUFFIX', os.getpid())}"
+}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -13,8 +13,15 @@ class SiteAdmin(admin.ModelAdmin[Site]):
 
 @admin.register(Gateway)
 class GatewayAdmin(admin.ModelAdmin[Gateway]):
-    list_display = ("name", "site", "account", "online", "ipv4", "last_seen_at",
-                    "last_seen_version")
+    list_display = (
+        "name",
+        "site",
+        "account",
+        "online",
+        "ipv4",
+        "last_seen_at",
+        "last_seen_version",
+    )
     search_fields = ("name", "external_id", "public_key", "ipv4", "ipv6")
     list_filter = ("online", "account", "site")
     list_select_related = ("site", "account")
@@ -23,8 +30,16 @@ class GatewayAdmin(admin.ModelAdmin[Gateway]):
 
 @admin.register(ClientDevice)
 class ClientDeviceAdmin(admin.ModelAdmin[ClientDevice]):
-    list_display = ("name", "actor", "kind", "account", "ipv4", "config_version", "last_seen_at",
-                    "disabled_at")
+    list_display = (
+        "name",
+        "actor",
+        "kind",
+        "account",
+        "ipv4",
+        "config_version",
+        "last_seen_at",
+        "disabled_at",
+    )
     search_fields = ("name", "external_id", "public_key", "ipv4", "ipv6", "actor__email")
     list_filter = ("kind", "account", "disabled_at")
     list_select_related = ("actor", "account")

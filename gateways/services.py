@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import uuid
 import secrets
 from dataclasses import dataclass
 
@@ -45,8 +46,9 @@ def slot_addresses(slot: int) -> tuple[str, str]:
     return str(TUNNEL_V4.network_address + slot), str(TUNNEL_V6.network_address + slot)
 
 
-def allocate_tunnel_address(account: Account | object, *, rng: secrets.SystemRandom | None = None
-                            ) -> Addresses:
+def allocate_tunnel_address(
+    account: Account | uuid.UUID, *, rng: secrets.SystemRandom | None = None
+) -> Addresses:
     """Allocate a free (IPv4, IPv6) pair for the account.
 
     A random slot is tried in a savepoint; the (account, slot) unique constraint decides races, so

@@ -22,8 +22,16 @@ class PolicyAdmin(admin.ModelAdmin[Policy]):
 
 @admin.register(Authorization)
 class AuthorizationAdmin(admin.ModelAdmin[Authorization]):
-    list_display = ("actor_email", "resource_name", "gateway", "account", "created_at",
-                    "expires_at", "revoked_at", "revoke_reason")
+    list_display = (
+        "actor_email",
+        "resource_name",
+        "gateway",
+        "account",
+        "created_at",
+        "expires_at",
+        "revoked_at",
+        "revoke_reason",
+    )
     search_fields = ("actor_email", "resource_name", "resource_address")
     list_filter = ("account", "revoke_reason")
     list_select_related = ("gateway", "account")

@@ -29,7 +29,7 @@ class Resource(AccountScoped):
     filters = models.JSONField(default=list, blank=True)
     ip_stack = models.CharField(max_length=20, choices=IpStack.choices, default=IpStack.DUAL)
 
-    objects: AccountManager[Resource] = AccountManager()
+    objects = AccountManager["Resource"]()
 
     class Meta:
         constraints = [
@@ -54,12 +54,14 @@ class Policy(AccountScoped):
     conditions = models.JSONField(default=list, blank=True)
     disabled_at = models.DateTimeField(null=True, blank=True)
 
-    objects: AccountManager[Policy] = AccountManager()
+    objects = AccountManager["Policy"]()
 
     class Meta:
         verbose_name_plural = "policies"
         constraints = [
-            models.UniqueConstraint(fields=["group", "resource"], name="policy_group_resource_unique"),
+            models.UniqueConstraint(
+                fields=["group", "resource"], name="policy_group_resource_unique"
+            ),
         ]
         indexes = [models.Index(fields=["resource", "group"])]
 
@@ -105,7 +107,7 @@ class Authorization(AccountScoped):
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoke_reason = models.CharField(max_length=64, blank=True, default="")
 
-    objects: AccountManager[Authorization] = AccountManager()
+    objects = AccountManager["Authorization"]()
 
     class Meta:
         indexes = [

@@ -65,10 +65,20 @@ def allowed_resources(
         .filter(group_id__in=group_ids, disabled_at__isnull=True)
         .select_related("resource")
         .only(
-            "id", "group_id", "resource_id", "conditions",
-            "resource__id", "resource__name", "resource__kind", "resource__address",
-            "resource__site_id", "resource__filters", "resource__ip_stack",
-            "resource__account_id", "resource__address_description", "resource__created_at",
+            "id",
+            "group_id",
+            "resource_id",
+            "conditions",
+            "resource__id",
+            "resource__name",
+            "resource__kind",
+            "resource__address",
+            "resource__site_id",
+            "resource__filters",
+            "resource__ip_stack",
+            "resource__account_id",
+            "resource__address_description",
+            "resource__created_at",
         )
     )
     if resource_ids is not None:

@@ -127,9 +127,11 @@ def update_resource(
     address_description: str | None = None,
     ip_stack: str | None = None,
 ) -> Resource:
-    current = Resource.objects.select_for_update().filter(
-        pk=resource.pk, account_id=resource.account_id
-    ).first()
+    current = (
+        Resource.objects.select_for_update()
+        .filter(pk=resource.pk, account_id=resource.account_id)
+        .first()
+    )
     if current is None:
         raise NotFound("No such resource.")
     account = current.account
@@ -178,9 +180,11 @@ def update_resource(
 
 @transaction.atomic
 def delete_resource(resource: Resource) -> None:
-    current = Resource.objects.select_for_update().filter(
-        pk=resource.pk, account_id=resource.account_id
-    ).first()
+    current = (
+        Resource.objects.select_for_update()
+        .filter(pk=resource.pk, account_id=resource.account_id)
+        .first()
+    )
     if current is None:
         raise NotFound("No such resource.")
     revoked = _revoke_authorizations(
@@ -198,7 +202,10 @@ def delete_resource(resource: Resource) -> None:
 
 
 def _revoke_authorizations(
-    account_id: Any, *, reason: str, resource_ids: set[Any] | None = None,
+    account_id: Any,
+    *,
+    reason: str,
+    resource_ids: set[Any] | None = None,
     policy_ids: set[Any] | None = None,
 ) -> frozenset[Any]:
     """Revoke the matching active authorizations; returns their ids for the event."""
@@ -215,8 +222,13 @@ def _revoke_authorizations(
 
 
 def check_policy(
-    account: Account, *, group: Group | None, resource: Resource | None, conditions: Any,
-    description: str, exclude: Policy | None = None,
+    account: Account,
+    *,
+    group: Group | None,
+    resource: Resource | None,
+    conditions: Any,
+    description: str,
+    exclude: Policy | None = None,
 ) -> list[dict[str, Any]]:
     errors: dict[str, str] = {}
     if group is None or group.account_id != account.pk:
@@ -253,7 +265,10 @@ def create_policy(
     description: str = "",
 ) -> Policy:
     canonical = check_policy(
-        account, group=group, resource=resource, conditions=conditions or [],
+        account,
+        group=group,
+        resource=resource,
+        conditions=conditions or [],
         description=description,
     )
     assert group is not None and resource is not None
@@ -279,9 +294,11 @@ def create_policy(
 
 
 def _locked_policy(policy: Policy) -> Policy:
-    current = Policy.objects.select_for_update().filter(
-        pk=policy.pk, account_id=policy.account_id
-    ).first()
+    current = (
+        Policy.objects.select_for_update()
+        .filter(pk=policy.pk, account_id=policy.account_id)
+        .first()
+    )
     if current is None:
         raise NotFound("No such policy.")
     return current

@@ -52,6 +52,9 @@ def charlie(globex):  # type: ignore[no-untyped-def]
     from accounts.models import Actor
 
     return services.create_actor(
-        globex, email="charlie@globex.test", name="Charlie", type=Actor.Type.ADMIN,
+        globex,
+        email="charlie@globex.test",
+        name="Charlie",
+        type=Actor.Type.ADMIN,
         password=PASSWORD,
     )

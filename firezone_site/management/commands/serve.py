@@ -29,15 +29,42 @@ class Command(BaseCommand):
         py = sys.executable
         var = str(settings.VAR_DIR)
         commands: dict[str, list[str]] = {
-            "web": [py, "-m", "daphne", "-b", options["host"], "-p", str(options["port"]),
-                    "firezone_site.asgi:application"],
+            "web": [
+                py,
+                "-m",
+                "daphne",
+                "-b",
+                options["host"],
+                "-p",
+                str(options["port"]),
+                "firezone_site.asgi:application",
+            ],
         }
         if not options["no_worker"]:
-            commands["worker"] = [py, "-m", "celery", "-A", "firezone_site", "worker",
-                                  "--loglevel", "INFO", "--concurrency", "2"]
-            commands["beat"] = [py, "-m", "celery", "-A", "firezone_site", "beat",
-                                "--loglevel", "INFO", "--schedule",
-                                os.path.join(var, "celerybeat-schedule")]
+            commands["worker"] = [
+                py,
+                "-m",
+                "celery",
+                "-A",
+                "firezone_site",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                "2",
+            ]
+            commands["beat"] = [
+                py,
+                "-m",
+                "celery",
+                "-A",
+                "firezone_site",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                os.path.join(var, "celerybeat-schedule"),
+            ]
         self.stdout.write(
             f"Serving http://{options['host']}:{options['port']}/ "
             f"({'embedded: SQLite + filesystem broker' if settings.FZ_EMBEDDED else 'production'})"

@@ -108,29 +108,63 @@ def test_every_duplicate_gives_a_clear_validation_error(acme, alice) -> None:  #
     policies.create_policy(acme, group=group, resource=resource)
     cases = [
         (lambda: gateways.create_site(acme, name="HQ"), "name"),
-        (lambda: policies.create_resource(acme, name="DB", kind="ip", address="10.0.0.6",
-                                          site=site), "name"),
+        (
+            lambda: policies.create_resource(
+                acme, name="DB", kind="ip", address="10.0.0.6", site=site
+            ),
+            "name",
+        ),
         (lambda: accounts.create_group(acme, name="Ops"), "name"),
         (lambda: accounts.create_group(acme, name="Everyone"), "name"),
         (lambda: accounts.create_actor(acme, email="ALICE@acme.test", name="A2"), "email"),
         (lambda: policies.create_policy(acme, group=group, resource=resource), "group"),
         (lambda: accounts.create_account(name="Acme 2", slug="acme"), "slug"),
-        (lambda: policies.create_resource(acme, name="Bad", kind="cidr", address="0.0.0.0/0",
-                                          site=site), "address"),
-        (lambda: policies.create_resource(acme, name="Bad", kind="ip", address="10.0.0.1:80",
-                                          site=site), "address"),
-        (lambda: policies.create_resource(acme, name="Bad", kind="ip", address="100.64.0.9",
-                                          site=site), "address"),
-        (lambda: policies.create_resource(acme, name="Bad", kind="dns", address="*.*",
-                                          site=site), "address"),
-        (lambda: policies.create_resource(acme, name="Bad", kind="ip", address="10.0.0.1",
-                                          site=site, filters=[{"protocol": "tcp",
-                                                               "ports": ["70000"]}]), "filters"),
-        (lambda: policies.create_policy(acme, group=accounts.everyone_group(acme),
-                                        resource=resource,
-                                        conditions=[{"property": "remote_ip",
-                                                     "operator": "is_in_cidr",
-                                                     "values": ["nonsense"]}]), "conditions"),
+        (
+            lambda: policies.create_resource(
+                acme, name="Bad", kind="cidr", address="0.0.0.0/0", site=site
+            ),
+            "address",
+        ),
+        (
+            lambda: policies.create_resource(
+                acme, name="Bad", kind="ip", address="10.0.0.1:80", site=site
+            ),
+            "address",
+        ),
+        (
+            lambda: policies.create_resource(
+                acme, name="Bad", kind="ip", address="100.64.0.9", site=site
+            ),
+            "address",
+        ),
+        (
+            lambda: policies.create_resource(
+                acme, name="Bad", kind="dns", address="*.*", site=site
+            ),
+            "address",
+        ),
+        (
+            lambda: policies.create_resource(
+                acme,
+                name="Bad",
+                kind="ip",
+                address="10.0.0.1",
+                site=site,
+                filters=[{"protocol": "tcp", "ports": ["70000"]}],
+            ),
+            "filters",
+        ),
+        (
+            lambda: policies.create_policy(
+                acme,
+                group=accounts.everyone_group(acme),
+                resource=resource,
+                conditions=[
+                    {"property": "remote_ip", "operator": "is_in_cidr", "values": ["nonsense"]}
+                ],
+            ),
+            "conditions",
+        ),
         (lambda: accounts.create_actor(acme, email="not-an-email", name="X"), "email"),
         (lambda: accounts.create_actor(acme, email="x@acme.test", name=""), "name"),
     ]

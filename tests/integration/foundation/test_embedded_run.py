@@ -26,9 +26,12 @@ def _free_port() -> int:
 
 
 def _embedded_env(var: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "FZ_TESTING",
-                        "DJANGO_SETTINGS_MODULE"}}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "FZ_TESTING", "DJANGO_SETTINGS_MODULE"}
+    }
     env["FZ_VAR_DIR"] = str(var)
     return env
 
@@ -46,12 +49,22 @@ def embedded_portal(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[n
     env = _embedded_env(tmp_path_factory.mktemp("embedded"))
     py = sys.executable
     subprocess.run([py, "manage.py", "migrate", "-v0"], cwd=REPO, env=env, check=True)
-    boot = subprocess.run([py, "manage.py", "bootstrap"], cwd=REPO, env=env, check=True,
-                          capture_output=True, text=True)
+    boot = subprocess.run(
+        [py, "manage.py", "bootstrap"],
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     port = _free_port()
     proc = subprocess.Popen(
-        [py, "manage.py", "serve", "--port", str(port)], cwd=REPO, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [py, "manage.py", "serve", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -63,7 +76,9 @@ def embedded_portal(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[n
             pass
         if time.monotonic() > deadline or proc.poll() is not None:
             proc.kill()
-            raise AssertionError("portal did not start:\n" + (proc.stdout.read() if proc.stdout else ""))
+            raise AssertionError(
+                "portal did not start:\n" + (proc.stdout.read() if proc.stdout else "")
+            )
         time.sleep(0.3)
     try:
         yield base, env, proc, boot.stdout
@@ -77,7 +92,7 @@ def embedded_portal(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[n
 
 
 def test_make_run_serves_admin_and_is_ready_on_the_embedded_default(embedded_portal) -> None:  # type: ignore[no-untyped-def]
-    base, env, proc, boot_output = embedded_portal
+    base, _env, _proc, boot_output = embedded_portal
     assert "password:" in boot_output
     status, body = _get(base + "/readyz")
     assert status == 200, body
@@ -90,7 +105,7 @@ def test_make_run_serves_admin_and_is_ready_on_the_embedded_default(embedded_por
 
 
 def test_a_task_reaches_the_worker_and_its_push_crosses_processes(embedded_portal) -> None:  # type: ignore[no-untyped-def]
-    base, env, proc, _ = embedded_portal
+    _base, env, _proc, _ = embedded_portal
     script = (
         "import asyncio, django, json, sys\n"
         "django.setup()\n"
@@ -106,23 +121,33 @@ def test_a_task_reaches_the_worker_and_its_push_crosses_processes(embedded_porta
     )
     nonce = uuid.uuid4().hex
     env = {**env, "DJANGO_SETTINGS_MODULE": "firezone_site.settings"}
-    result = subprocess.run([sys.executable, "-c", script, nonce], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", script, nonce],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"type": "echo", "nonce": nonce}
 
 
 def test_ctrl_c_stops_every_process_last(embedded_portal) -> None:  # type: ignore[no-untyped-def]
-    base, env, proc, _ = embedded_portal
-    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True,
-                              check=False).stdout.split()
+    _base, _env, proc, _ = embedded_portal
+    children = subprocess.run(
+        ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True, check=False
+    ).stdout.split()
     assert len(children) == 3  # daphne, worker, beat
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=20) == 0
     time.sleep(0.5)
     for pid in children:
-        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(
-            f"/proc/{pid}/status").read_text().lower()
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+        )
 
 
 def test_the_embedded_channel_layer_delivers_between_processes(tmp_path: Path) -> None:
@@ -146,8 +171,9 @@ def test_the_embedded_channel_layer_delivers_between_processes(tmp_path: Path) -
         "from channels.layers import get_channel_layer\n"
         "asyncio.run(get_channel_layer().group_send('gw', {'type': 'reject_access', 'id': 7}))\n"
     )
-    recv = subprocess.Popen([sys.executable, "-c", receiver], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, text=True)
+    recv = subprocess.Popen(
+        [sys.executable, "-c", receiver], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True
+    )
     assert recv.stdout is not None
     assert recv.stdout.readline().strip() == "ready"
     subprocess.run([sys.executable, "-c", sender], cwd=REPO, env=env, check=True, timeout=30)

@@ -53,12 +53,19 @@ def test_readyz_is_503_and_names_the_broken_part() -> None:
 
 
 def _start_django(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items()
-             if k not in {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "FZ_TESTING", "DEBUG"}}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "FZ_TESTING", "DEBUG"}
+    }
     clean.update(env)
     return subprocess.run(
         [sys.executable, "-c", "import django; django.setup(); print('started')"],
-        cwd=REPO, env=clean, capture_output=True, text=True, timeout=60,
+        cwd=REPO,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
         check=False,
     )
 

@@ -37,9 +37,11 @@ def test_charlie_cannot_read_acme_objects_through_scoped_queries(  # type: ignor
     acme_world, globex, charlie
 ):
     for model in (Site, Resource, Policy, Group, Membership, Actor):
-        assert not model.objects.for_account(globex).filter(
-            pk__in=[o.pk for o in model.objects.for_account(acme_world["site"].account_id)]
-        ).exists(), model.__name__
+        assert (
+            not model.objects.for_account(globex)
+            .filter(pk__in=[o.pk for o in model.objects.for_account(acme_world["site"].account_id)])
+            .exists()
+        ), model.__name__
     assert queries.resources(globex).count() == 0
     assert queries.policies(globex).count() == 0
     assert Actor.objects.for_account(globex).filter(email="alice@acme.test").count() == 0
@@ -61,8 +63,9 @@ def test_charlie_cannot_attach_acme_objects_to_his_account(  # type: ignore[no-u
         policies.create_policy(globex, group=acme_world["group"], resource=globex_resource)
     assert "group" in exc.value.errors
     with pytest.raises(ValidationFailed) as exc:
-        policies.create_policy(globex, group=accounts.everyone_group(globex),
-                               resource=acme_world["resource"])
+        policies.create_policy(
+            globex, group=accounts.everyone_group(globex), resource=acme_world["resource"]
+        )
     assert "resource" in exc.value.errors
     with pytest.raises(ValidationFailed):
         policies.update_resource(globex_resource, site=acme_world["site"])
@@ -89,11 +92,15 @@ def test_allowed_resources_never_crosses_accounts(acme_world, globex, charlie): 
 
     from policies.evaluation import ClientContext
 
-    ctx = ClientContext(remote_ip=None, country=None, auth_provider_id=None, verified=True,
-                        now=datetime.now(UTC))
+    ctx = ClientContext(
+        remote_ip=None, country=None, auth_provider_id=None, verified=True, now=datetime.now(UTC)
+    )
     # charlie is in globex's Everyone group; make acme's resource allowed to acme's Everyone too.
-    policies.create_policy(acme_world["site"].account, group=accounts.everyone_group(
-        acme_world["site"].account), resource=acme_world["resource"])
+    policies.create_policy(
+        acme_world["site"].account,
+        group=accounts.everyone_group(acme_world["site"].account),
+        resource=acme_world["resource"],
+    )
     assert queries.allowed_resources(charlie, ctx) == []
 
 
@@ -102,8 +109,9 @@ def test_allowed_resources_for_bob_follows_membership(acme_world, bob, alice):  
 
     from policies.evaluation import ClientContext
 
-    ctx = ClientContext(remote_ip=None, country=None, auth_provider_id=None, verified=True,
-                        now=datetime.now(UTC))
+    ctx = ClientContext(
+        remote_ip=None, country=None, auth_provider_id=None, verified=True, now=datetime.now(UTC)
+    )
     assert [a.resource.name for a in queries.allowed_resources(bob, ctx)] == ["Wiki"]
     assert queries.allowed_resources(alice, ctx) == []
     accounts.remove_member(acme_world["group"], bob)
