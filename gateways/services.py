@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
-import uuid
 import secrets
+import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
