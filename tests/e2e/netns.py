@@ -461,3 +461,119 @@ def three_hop(lab: Lab, *, mtu: int = 1500, offloads: bool = False) -> ThreeHop:
     gr_if, r_if = lab.link(gateway, "10.202.0.1/24", resource, "10.202.0.2/24", mtu=mtu,
                            offloads=offloads)  # fmt: skip
     return ThreeHop(client, gateway, resource, c_if, gc_if, gr_if, r_if)
+
+
+# -- our agents ------------------------------------------------------------------------------------
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Agent:
+    """One of our agents (firezone-gateway / firezone-client) running in a namespace."""
+
+    ns: NetNS
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    ifname: str
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def terminate(self, timeout: float = 5.0) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+
+def start_agent(
+    lab: Lab,
+    ns: NetNS,
+    kind: str,
+    config_toml: str,
+    *,
+    io_mode: str | None = None,
+    ifname: str | None = None,
+    extra_args: Sequence[str] = (),
+    ready_timeout: float = 10.0,
+) -> Agent:
+    """Run ``python -m agents.<kind>.cli --static-config`` in ``ns``; wait for "data plane up"."""
+    if kind not in ("gateway", "client"):
+        raise ValueError(kind)
+    ifname = ifname or unique_name(f"fz{kind[0]}")
+    name = f"{ifname}.{kind}"
+    config = lab.tmpfile(f"{name}.toml", config_toml)
+    log_path = lab.tmpdir / f"{name}.log"
+    args = [sys.executable, "-m", f"agents.{kind}.cli", "--static-config", str(config),
+            "--log-json", "--ifname", ifname, *extra_args]  # fmt: skip
+    if io_mode:
+        args += ["--io-mode", io_mode]
+    with log_path.open("wb") as log_file:
+        proc = ns.popen(args, stderr=log_file, stdout=log_file, env=env_with_pythonpath(REPO_ROOT),
+                        cwd=str(REPO_ROOT))  # fmt: skip
+    agent = Agent(ns, proc, log_path, ifname)
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{kind} exited with {proc.returncode}:\n{agent.log()}")
+        return '"data plane up"' in agent.log()
+
+    wait_for(ready, timeout=ready_timeout, what=f"{kind} data plane")
+    return agent
+
+
+def gateway_toml(
+    private_key: str,
+    ipv4: str,
+    peers: Sequence[Mapping[str, Any]],
+    *,
+    listen_port: int = 51820,
+) -> str:
+    """A gateway static config. ``peers``: dicts with public_key, ipv4, optional preshared_key,
+    and resources: dicts with id, type, address, filters (list of {protocol, ports})."""
+    lines = ["[interface]", f'private_key = "{private_key}"', f"listen_port = {int(listen_port)}",
+             f'ipv4 = "{ipaddress.IPv4Address(ipv4)}"']  # fmt: skip
+    for peer in peers:
+        lines += ["", "[[peers]]", f'public_key = "{peer["public_key"]}"',
+                  f'ipv4 = "{ipaddress.IPv4Address(peer["ipv4"])}"']  # fmt: skip
+        if peer.get("preshared_key"):
+            lines.append(f'preshared_key = "{peer["preshared_key"]}"')
+        for res in peer.get("resources", ()):
+            lines += ["", "[[peers.resources]]", f"id = {json.dumps(res['id'])}",
+                      f"type = {json.dumps(res['type'])}"]  # fmt: skip
+            if "address" in res:
+                lines.append(f"address = {json.dumps(res['address'])}")
+            if res.get("filters"):
+                lines.append(f"filters = {_toml_filters(res['filters'])}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_filters(filters: Sequence[Mapping[str, Any]]) -> str:
+    items = []
+    for f in filters:
+        ports = ", ".join(json.dumps(str(p)) for p in f.get("ports", ()))
+        items.append(f"{{ protocol = {json.dumps(f['protocol'])}, ports = [{ports}] }}")
+    return "[" + ", ".join(items) + "]"
+
+
+def client_toml(
+    private_key: str,
+    ipv4: str,
+    gateways: Sequence[Mapping[str, Any]],
+) -> str:
+    """A client static config. ``gateways``: dicts with public_key, endpoint, resources (list of
+    CIDR/IP strings), optional preshared_key and persistent_keepalive."""
+    lines = ["[interface]", f'private_key = "{private_key}"',
+             f'ipv4 = "{ipaddress.IPv4Address(ipv4)}"']  # fmt: skip
+    for gw in gateways:
+        lines += ["", "[[gateways]]", f'public_key = "{gw["public_key"]}"',
+                  f"endpoint = {json.dumps(gw['endpoint'])}",
+                  f"resources = {json.dumps(list(gw['resources']))}"]  # fmt: skip
+        if gw.get("preshared_key"):
+            lines.append(f'preshared_key = "{gw["preshared_key"]}"')
+        if gw.get("persistent_keepalive") is not None:
+            lines.append(f"persistent_keepalive = {int(gw['persistent_keepalive'])}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,97 @@
+"""``firezone-gateway``: run the gateway data plane.
+
+Modes: ``--static-config FILE`` (peers and their resources from a TOML file, see
+``agents.static_config``). The portal-driven mode (``--portal-url URL --token TOKEN``) will be a
+sibling of ``run_static``: it builds the same core, hands it to the same ``serve`` and applies the
+portal's messages to it while it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from ipaddress import IPv4Interface, IPv6Interface
+
+from agents.gateway.core import GatewayCore, apply_static_config
+from agents.io import driver as drv
+from agents.io.runtime import DEFAULT_IO_MODE, DataPlaneSpec, configure_logging, serve, wall_offset
+from agents.io.tun import Interface, Network, validate_name
+from agents.net.filter import TUNNEL_IPV4, TUNNEL_IPV6
+from agents.static_config import ConfigError, GatewayConfig, load_gateway_config
+from agents.wireguard.device import Device
+
+log = logging.getLogger("agents.gateway")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="firezone-gateway", description="Firezone gateway agent")
+    p.add_argument("--static-config", metavar="FILE", help="TOML file with peers and resources")
+    p.add_argument(
+        "--io-mode",
+        choices=drv.MODES,
+        default=DEFAULT_IO_MODE,
+        help=f"data plane IO structure (default: {DEFAULT_IO_MODE}, the fastest measured)",
+    )
+    p.add_argument("--ifname", help="TUN device name (default: generated, fz + random hex)")
+    p.add_argument("--log-json", action="store_true", help="one JSON object per log line")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.log_json, args.log_level)
+    if args.ifname:
+        try:
+            validate_name(args.ifname)
+        except ValueError as exc:
+            parser.error(str(exc))
+    if args.static_config:
+        return run_static(args)
+    parser.error("--static-config FILE is required")
+    return 2  # unreachable: parser.error exits
+
+
+def gateway_spec(config: GatewayConfig, args: argparse.Namespace) -> DataPlaneSpec:
+    iface = config.interface
+    addresses: list[Interface] = []
+    if iface.ipv4 is not None:
+        addresses.append(IPv4Interface(f"{iface.ipv4}/32"))
+    if iface.ipv6 is not None:
+        addresses.append(IPv6Interface(f"{iface.ipv6}/128"))
+    # The whole tunnel range goes into the device: peers added later need no route changes.
+    routes: list[Network] = [TUNNEL_IPV4] if iface.ipv4 is not None else []
+    if iface.ipv6 is not None:
+        routes.append(TUNNEL_IPV6)
+    return DataPlaneSpec(
+        addresses=addresses,
+        routes=routes,
+        listen_port=iface.listen_port,
+        ifname=args.ifname,
+        io_mode=args.io_mode,
+        masquerade=True,
+        extra_log={"peers": len(config.peers)},
+    )
+
+
+def run_static(args: argparse.Namespace) -> int:
+    try:
+        config = load_gateway_config(args.static_config)
+    except ConfigError as exc:
+        log.error("invalid static config", extra={"error": str(exc)})
+        print(f"firezone-gateway: {exc}", file=sys.stderr)
+        return 2
+    device = Device(config.interface.private_key, wall_offset=wall_offset())
+    core = GatewayCore(device)
+    apply_static_config(core, config)
+    try:
+        return serve(core, gateway_spec(config, args))
+    finally:
+        log.info("gateway counters", extra={"counters": dict(core.counters)})
+
+
+if __name__ == "__main__":
+    sys.exit(main())
