@@ -187,7 +187,10 @@ def test_it_moves_the_peer_endpoint_to_the_source_of_authenticated_packets() -> 
     forged = bytearray(data.data)
     forged[-1] ^= 0xFF
     assert b.decapsulate(bytes(forged), ("198.51.100.7", 1), pair.now).error == "decryption failed"
-    assert b.decapsulate(b"\x04\x00\x00\x00junk", ("198.51.100.7", 1), pair.now).error == "invalid size"
+    assert (
+        b.decapsulate(b"\x04\x00\x00\x00junk", ("198.51.100.7", 1), pair.now).error
+        == "invalid size"
+    )
     assert b.peer_endpoint(a_key) == A_ENDPOINT
 
     assert b.decapsulate(data.data, roamed, pair.now).error is None
