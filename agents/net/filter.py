@@ -215,20 +215,7 @@ def _in_tunnel(version: int, addr: int) -> bool:
     return addr & mask == net
 
 
-def _allowed_out(spec: dict[int, tuple[tuple[int, int], ...]], info: PacketInfo) -> bool:
-    proto = info.protocol
-    ranges = spec.get(proto)
-    if ranges is None:
-        return False
-    if info.fragment:
-        return True
-    if proto == PROTO_ICMP:
-        return info.src_port == ICMPV4_ECHO_REQUEST
-    if proto == PROTO_ICMPV6:
-        return info.src_port == ICMPV6_ECHO_REQUEST
-    if not ranges:
-        return True
-    port = info.dst_port
+def _in_ranges(ranges: tuple[tuple[int, int], ...], port: int) -> bool:
     for lo, hi in ranges:  # noqa: SIM110
         if lo <= port <= hi:
             return True
@@ -236,7 +223,7 @@ def _allowed_out(spec: dict[int, tuple[tuple[int, int], ...]], info: PacketInfo)
 
 
 def _allowed_back(spec: dict[int, tuple[tuple[int, int], ...]], info: PacketInfo) -> bool:
-    """The reverse of `_allowed_out`: may this packet be a reply to allowed traffic?"""
+    """The reverse of the check in `decide_parsed`: may this be a reply to allowed traffic?"""
     proto = info.protocol
     ranges = spec.get(proto)
     if ranges is None:
@@ -502,27 +489,38 @@ class Firewall:
         peer = self._peers.get(key) if key is not None else None
         if peer is None:
             return DROP_UNKNOWN_PEER
-        dst = info.dst
-        if info.version == 4:
-            if info.src != peer.ipv4:
+        version, src, dst, proto, _off, sport, dport, fragment, _len = info
+        if version == 4:
+            if src != peer.ipv4:
                 return DROP_SPOOFED
-            if dst & 0xFFE00000 == 0x64400000:  # 100.64.0.0/11: never client to client
+            if dst & _TUNNEL_V4[1] == _TUNNEL_V4[0]:  # never client to client
                 return REJECT
             rules = peer.rules4
         else:
-            if info.src != peer.ipv6:
+            if src != peer.ipv6:
                 return DROP_SPOOFED
-            if _in_tunnel(6, dst):
+            if dst & _TUNNEL_V6[1] == _TUNNEL_V6[0]:
                 return REJECT
             rules = peer.rules6
         for net, mask, internet, spec, exp in rules:
-            if (
-                dst & mask == net
-                and now < exp
-                and (spec is None or _allowed_out(spec, info))
-                and (not internet or is_public(info.version, dst))
-            ):
-                return FORWARD
+            if dst & mask != net or now >= exp:
+                continue
+            if spec is not None:
+                ranges = spec.get(proto)
+                if ranges is None:
+                    continue
+                if not fragment:
+                    if proto in (PROTO_TCP, PROTO_UDP):
+                        if ranges and not _in_ranges(ranges, dport):
+                            continue
+                    elif proto == PROTO_ICMP:
+                        if sport != ICMPV4_ECHO_REQUEST:
+                            continue
+                    elif proto == PROTO_ICMPV6 and sport != ICMPV6_ECHO_REQUEST:
+                        continue
+            if internet and not is_public(version, dst):
+                continue
+            return FORWARD
         return REJECT
 
     def route_inbound(self, packet: bytes | bytearray | memoryview, now: float) -> bytes | None:

@@ -53,6 +53,7 @@ ICMPV6_ECHO_REPLY = 129
 
 _V4 = struct.Struct("!BxHxxHxBxxII")  # ver/ihl, total length, flags/frag, protocol, src, dst
 _V6 = struct.Struct("!4xHBxQQQQ")  # payload length, next header, src (hi, lo), dst (hi, lo)
+_V4_FAST = struct.Struct("!BxHxxHxBxxIIHH")  # as _V4, then 4 bytes of the transport header
 _PORTS = struct.Struct("!HH")
 _BB = struct.Struct("!BB")
 _EXT_FRAG = struct.Struct("!BxH")  # next header, offset (13 bits) | res | M
@@ -99,6 +100,18 @@ def parse(packet: bytes | bytearray | memoryview) -> PacketInfo | None:
     if n < 20:
         return None
     first = packet[0]
+    if first == 0x45 and n >= 28:
+        # Fast path for the common case: IPv4 without options, unfragmented TCP/UDP/ICMP; one
+        # unpack reads the header and the first 4 transport bytes. Anything else falls through.
+        _vi, total, frag, proto, src, dst, a, b = _V4_FAST.unpack_from(packet, 0)
+        if 28 <= total <= n and not frag & 0x3FFF:
+            if proto == PROTO_TCP:
+                if total >= 40:
+                    return _tuple_new(PacketInfo, (4, src, dst, 6, 20, a, b, False, total))
+            elif proto == PROTO_UDP:
+                return _tuple_new(PacketInfo, (4, src, dst, 17, 20, a, b, False, total))
+            elif proto == PROTO_ICMP:
+                return _tuple_new(PacketInfo, (4, src, dst, 1, 20, a >> 8, a & 0xFF, False, total))
     version = first >> 4
     if version == 4:
         return _parse_v4(packet, n, first)
