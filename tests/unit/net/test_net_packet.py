@@ -299,3 +299,24 @@ def test_mutated_packets_never_raise(seed: bytes, flips: list[tuple[int, int]], 
     if info is not None:
         assert info.l4_offset <= info.length <= len(data)
         assert 0 <= info.src_port <= 0xFFFF and 0 <= info.dst_port <= 0xFFFF
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from([PROTO_TCP, PROTO_UDP, PROTO_ICMP, 47]),
+    st.integers(0, 0xFFFF),
+    st.binary(min_size=0, max_size=40),
+    st.integers(0, 60),
+    st.one_of(st.none(), st.integers(0, 130)),
+)
+def test_the_ipv4_fast_path_agrees_with_the_general_parser(
+    proto: int, flags_frag: int, payload: bytes, extra: int, total: int | None
+) -> None:
+    from agents.net.packet import _parse_v4
+
+    pkt = bytearray(build.ip_packet(C4, R4, proto, payload))
+    struct.pack_into("!H", pkt, 6, flags_frag)
+    if total is not None:
+        struct.pack_into("!H", pkt, 2, total)
+    data = bytes(pkt) + b"\x00" * extra
+    assert parse(data) == _parse_v4(data, len(data), data[0])
