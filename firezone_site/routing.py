@@ -2,4 +2,6 @@
 
 from typing import Any
 
-websocket_urlpatterns: list[Any] = []
+from gateways.routing import websocket_urlpatterns as gateway_routes
+
+websocket_urlpatterns: list[Any] = [*gateway_routes]

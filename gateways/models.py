@@ -11,7 +11,7 @@ from firezone_site.scoping import AccountManager, AccountScoped
 class Site(AccountScoped):
     name = models.CharField(max_length=255)
 
-    objects: AccountManager[Site] = AccountManager()
+    objects = AccountManager["Site"]()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["account", "name"], name="site_name_unique")]
@@ -24,13 +24,14 @@ class TunnelAddress(AccountScoped):
     """One allocated slot of the account's tunnel pool.
 
     Slot ``n`` stands for ``100.64.0.0/11 + n`` and ``fd00:2021:1111::/107 + n`` together, so a
-    device's IPv4 and IPv6 addresses are allocated in one insert. The unique constraint is what makes
-    allocation safe under concurrency: a racing insert of the same slot fails and retries elsewhere.
+    device's IPv4 and IPv6 addresses are allocated in one insert. The unique constraint is what
+    makes allocation safe under concurrency: a racing insert of the same slot fails and retries
+    elsewhere.
     """
 
     slot = models.PositiveIntegerField()
 
-    objects: AccountManager[TunnelAddress] = AccountManager()
+    objects = AccountManager["TunnelAddress"]()
 
     class Meta:
         constraints = [
@@ -56,8 +57,12 @@ class Gateway(AccountScoped):
     last_seen_endpoint = models.CharField(max_length=100, blank=True, default="")
     # The websocket connection currently holding this gateway (Channels channel name).
     channel_name = models.CharField(max_length=255, blank=True, default="")
+    # The token the current/last connection authenticated with (rotation pushes to its holders).
+    last_token = models.ForeignKey(
+        "accounts.Token", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
-    objects: AccountManager[Gateway] = AccountManager()
+    objects = AccountManager["Gateway"]()
 
     class Meta:
         constraints = [
@@ -92,8 +97,10 @@ class ClientDevice(AccountScoped):
     last_seen_version = models.CharField(max_length=64, blank=True, default="")
     # Static devices: bumped whenever the issued config would change.
     config_version = models.PositiveIntegerField(default=1)
+    # SHA-256 of the config text as last rendered (without private key and version line).
+    config_digest = models.CharField(max_length=64, blank=True, default="")
 
-    objects: AccountManager[ClientDevice] = AccountManager()
+    objects = AccountManager["ClientDevice"]()
 
     class Meta:
         constraints = [
@@ -114,3 +121,56 @@ class ClientDevice(AccountScoped):
     @property
     def is_verified(self) -> bool:
         return self.verified_at is not None
+
+
+class StaticDeviceAssignment(AccountScoped):
+    """Which gateway of a site serves a static device, and which resources it may reach there.
+
+    One row per (device, site) the device has allowed cidr/ip resources in. ``gateway`` is None
+    only while the site has no gateway at all. ``resource_ids`` is what the gateway was last told
+    (sorted UUID strings), so a recompute can tell whether anything must be pushed.
+    """
+
+    device = models.ForeignKey(
+        ClientDevice, on_delete=models.CASCADE, related_name="static_assignments"
+    )
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="static_assignments")
+    gateway = models.ForeignKey(
+        Gateway,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="static_assignments",
+    )
+    resource_ids = models.JSONField(default=list, blank=True)
+
+    objects = AccountManager["StaticDeviceAssignment"]()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["device", "site"], name="static_assignment_unique"),
+        ]
+        indexes = [models.Index(fields=["gateway"])]
+
+    def __str__(self) -> str:
+        return f"{self.device_id} @ {self.site_id} -> {self.gateway_id}"
+
+
+class AccountKeySecret(AccountScoped):
+    """Per-account secret that preshared keys are derived from (HMAC, see services.preshared_key).
+
+    Kept apart from SECRET_KEY on purpose: rotating the Django secret must not silently invalidate
+    every issued WireGuard config.
+    """
+
+    secret = models.CharField(max_length=64)
+
+    objects = AccountManager["AccountKeySecret"]()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account"], name="account_key_secret_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"key secret of {self.account_id}"

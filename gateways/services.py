@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import base64
 import ipaddress
+import logging
+import random
 import secrets
 import uuid
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
 
 from accounts import services as account_services
-from accounts.models import Account, Token
+from accounts.models import Account, Actor, Token
+from agents import protocol
 from firezone_site.errors import (
     NotFound,
     ServiceError,
@@ -19,7 +30,20 @@ from firezone_site.errors import (
     integrity_errors_as_validation,
 )
 from firezone_site.events import AccessChanged, publish
-from gateways.models import Site, TunnelAddress
+from gateways import configs, presence, queries
+from gateways.models import (
+    AccountKeySecret,
+    ClientDevice,
+    Gateway,
+    Site,
+    StaticDeviceAssignment,
+    TunnelAddress,
+)
+from policies import evaluation
+from policies import queries as policy_queries
+from policies.models import Authorization, Policy
+
+log = logging.getLogger(__name__)
 
 TUNNEL_V4 = ipaddress.IPv4Network(settings.FZ_TUNNEL_IPV4)
 TUNNEL_V6 = ipaddress.IPv6Network(settings.FZ_TUNNEL_IPV6)
@@ -122,3 +146,667 @@ def issue_gateway_token(site: Site, *, name: str = "") -> account_services.Issue
     return account_services.create_token(
         site.account, kind=Token.Kind.GATEWAY, name=name or f"{site.name} gateways", site_id=site.pk
     )
+
+
+# --- preshared key secret ----------------------------------------------------------------------
+
+
+def ensure_key_secret(account_id: uuid.UUID) -> None:
+    """Create the account's preshared-key secret once (a race is settled by the constraint)."""
+    if AccountKeySecret.objects.for_account(account_id).exists():
+        return
+    try:
+        with transaction.atomic():
+            AccountKeySecret.objects.create(account_id=account_id, secret=secrets.token_hex(32))
+    except IntegrityError:
+        pass
+
+
+# --- gateway connections and presence ------------------------------------------------------------
+
+
+class GatewayRefused(ServiceError):
+    """A gateway connection the portal refuses; ``code`` is the websocket close code."""
+
+    def __init__(self, code: protocol.CloseCode, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class GatewayParams:
+    """The validated connect parameters (see consumers.parse_connect_params)."""
+
+    external_id: str
+    name: str
+    public_key: str
+    version: str
+    endpoint: str = ""
+
+
+def default_endpoint(remote_ip: str | None) -> str:
+    return configs.gateway_endpoint("", remote_ip, settings.FZ_GATEWAY_PORT)
+
+
+@transaction.atomic
+def connect_gateway(
+    *,
+    secret: str,
+    params: GatewayParams,
+    remote_ip: str | None,
+    channel_name: str,
+    now: datetime | None = None,
+) -> Gateway:
+    """Authenticate a gateway socket and make it the gateway's current connection.
+
+    Creates the gateway (with tunnel addresses) on its first connect in the token's site. The
+    newest connection wins: an older socket of the same gateway is told to close (4004) after
+    the commit. Static devices of the site without a usable gateway move to this one.
+    """
+    now = now or timezone.now()
+    token = account_services.use_token(secret, kind=Token.Kind.GATEWAY, remote_ip=remote_ip)
+    if token is None:
+        raise GatewayRefused(
+            protocol.CloseCode.UNAUTHORIZED, "invalid, expired or revoked gateway token"
+        )
+    account = token.account
+    if account.disabled_at is not None:
+        raise GatewayRefused(protocol.CloseCode.ACCOUNT_DISABLED, "the account is disabled")
+    assert token.site_id is not None  # a check constraint holds this for gateway tokens
+    ensure_key_secret(account.pk)
+    gateway = (
+        Gateway.objects.select_for_update()
+        .filter(account_id=account.pk, site_id=token.site_id, external_id=params.external_id)
+        .first()
+    )
+    key_taken = Gateway.objects.for_account(account).filter(public_key=params.public_key)
+    if gateway is not None:
+        key_taken = key_taken.exclude(pk=gateway.pk)
+    if (
+        key_taken.exists()
+        or ClientDevice.objects.for_account(account).filter(public_key=params.public_key).exists()
+    ):
+        raise GatewayRefused(
+            protocol.CloseCode.BAD_PARAMETERS, "public_key: another gateway or device uses this key"
+        )
+    endpoint = params.endpoint or default_endpoint(remote_ip)
+    envelopes: list[presence.Envelope] = []
+    peer_visible_change = False
+    if gateway is None:
+        addresses = allocate_tunnel_address(account.pk)
+        gateway = Gateway(
+            account=account,
+            site_id=token.site_id,
+            external_id=params.external_id,
+            address=addresses.slot,
+            ipv4=addresses.ipv4,
+            ipv6=addresses.ipv6,
+        )
+    else:
+        if gateway.online and gateway.channel_name and gateway.channel_name != channel_name:
+            envelopes.append(
+                presence.to_channel(
+                    gateway.channel_name,
+                    protocol.CloseCode.REPLACED,
+                    "another connection for this gateway took over",
+                )
+            )
+        peer_visible_change = (
+            gateway.public_key != params.public_key
+            or gateway.last_seen_endpoint != endpoint
+            or gateway.name != params.name
+        )
+    gateway.name = params.name
+    gateway.public_key = params.public_key
+    gateway.online = True
+    gateway.channel_name = channel_name
+    gateway.last_seen_at = now
+    gateway.last_seen_remote_ip = remote_ip
+    gateway.last_seen_version = params.version
+    gateway.last_seen_endpoint = endpoint
+    gateway.last_token = token
+    with integrity_errors_as_validation({}):
+        try:
+            gateway.save()
+        except ValidationFailed as exc:
+            raise GatewayRefused(protocol.CloseCode.BAD_PARAMETERS, str(exc)) from exc
+    _adopt_static_devices(gateway)
+    if peer_visible_change:
+        for device_id in _devices_of_gateway(gateway.pk):
+            _refresh_config_version(device_id)
+    presence.send_on_commit(envelopes)
+    return gateway
+
+
+def _devices_of_gateway(gateway_id: uuid.UUID) -> list[uuid.UUID]:
+    return list(
+        StaticDeviceAssignment.objects.filter(gateway_id=gateway_id).values_list(
+            "device_id", flat=True
+        )
+    )
+
+
+def _pick_gateway(
+    account_id: uuid.UUID, site_id: uuid.UUID, exclude: Iterable[uuid.UUID] = ()
+) -> Gateway | None:
+    """Least loaded online gateway of the site (fewest static devices); random among equals."""
+    candidates = list(queries.gateway_load(site_id, account_id).exclude(pk__in=list(exclude)))
+    if not candidates:
+        return None
+    least = min(c.load for c in candidates)  # type: ignore[attr-defined]
+    return random.choice([c for c in candidates if c.load == least])  # type: ignore[attr-defined]
+
+
+def _adopt_static_devices(gateway: Gateway) -> None:
+    """Give ``gateway`` the site's static devices that have no online gateway (init sends them)."""
+    orphans = (
+        StaticDeviceAssignment.objects.select_for_update()
+        .filter(account_id=gateway.account_id, site_id=gateway.site_id)
+        .filter(Q(gateway__isnull=True) | Q(gateway__online=False))
+        .exclude(gateway_id=gateway.pk)
+    )
+    moved = []
+    for assignment in orphans:
+        assignment.gateway = gateway
+        assignment.save(update_fields=["gateway"])
+        moved.append(assignment.device_id)
+    for device_id in moved:
+        _refresh_config_version(device_id)
+
+
+class HeartbeatResult:
+    OK = "ok"
+    REPLACED = "replaced"
+    REMOVED = "removed"
+
+
+def gateway_heartbeat(gateway_id: uuid.UUID, channel_name: str, now: datetime | None = None) -> str:
+    """Refresh presence; says whether this connection still holds a (still existing) gateway."""
+    now = now or timezone.now()
+    rows = Gateway.objects.filter(pk=gateway_id, channel_name=channel_name).update(
+        last_seen_at=now, online=True
+    )
+    if rows:
+        return HeartbeatResult.OK
+    if Gateway.objects.filter(pk=gateway_id).exists():
+        return HeartbeatResult.REPLACED
+    return HeartbeatResult.REMOVED
+
+
+@transaction.atomic
+def disconnect_gateway(
+    gateway_id: uuid.UUID, channel_name: str, now: datetime | None = None
+) -> bool:
+    """Mark the gateway offline if ``channel_name`` still holds it, and move its static devices
+    to another online gateway of the site (they get new config versions). False if a newer
+    connection already took over (then nothing changes)."""
+    now = now or timezone.now()
+    rows = Gateway.objects.filter(pk=gateway_id, channel_name=channel_name).update(
+        online=False, channel_name="", last_seen_at=now
+    )
+    if not rows:
+        return False
+    gateway = Gateway.objects.get(pk=gateway_id)
+    pushes: list[tuple[uuid.UUID, protocol.PortalMessage]] = []
+    assignments = (
+        StaticDeviceAssignment.objects.select_for_update()
+        .filter(gateway_id=gateway_id)
+        .select_related("device")
+    )
+    secret: bytes | None = None
+    for assignment in assignments:
+        target = _pick_gateway(gateway.account_id, gateway.site_id, exclude=[gateway_id])
+        if target is None:
+            continue  # stays here: the config keeps pointing at a gateway that may come back
+        assignment.gateway = target
+        assignment.save(update_fields=["gateway"])
+        secret = secret or queries.key_secret(gateway.account_id)
+        resources = queries.assignment_resources(gateway.account_id, [assignment])
+        pushes.append(
+            (
+                target.pk,
+                protocol.AddStaticPeer(
+                    queries.static_peer(
+                        assignment.device, target.pk, resources[assignment.pk], secret
+                    )
+                ),
+            )
+        )
+        _refresh_config_version(assignment.device_id)
+    presence.send_on_commit(presence.to_gateways(pushes))
+    return True
+
+
+def sweep_stale_gateways(now: datetime | None = None) -> int:
+    """Mark gateways offline whose portal process died without closing them (no heartbeat
+    recorded for three heartbeat timeouts)."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=3 * settings.FZ_HEARTBEAT_TIMEOUT_S)
+    stale = Gateway.objects.filter(online=True).filter(
+        Q(last_seen_at__lt=cutoff) | Q(last_seen_at__isnull=True)
+    )
+    count = 0
+    for gateway_id, channel_name in stale.values_list("pk", "channel_name"):
+        count += disconnect_gateway(gateway_id, channel_name, now=now)
+    return count
+
+
+# --- static devices ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegisteredDevice:
+    device: ClientDevice
+    private_key: str | None  # only when the portal generated the key pair; never stored
+    config: configs.DeviceConfig  # rendered with private_key when there is one
+
+
+def generate_key_pair() -> tuple[str, str]:
+    """(private, public) X25519 keys, base64 like wg genkey / wg pubkey."""
+    private = X25519PrivateKey.generate()
+    raw_private = private.private_bytes(
+        serialization.Encoding.Raw,
+        serialization.PrivateFormat.Raw,
+        serialization.NoEncryption(),
+    )
+    raw_public = private.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    return base64.b64encode(raw_private).decode(), base64.b64encode(raw_public).decode()
+
+
+def _check_public_key(account_id: uuid.UUID, public_key: str) -> str:
+    public_key = (public_key or "").strip()
+    if not protocol.valid_public_key(public_key):
+        raise ValidationFailed({"public_key": "Enter a WireGuard public key (base64, 44 chars)."})
+    if (
+        ClientDevice.objects.for_account(account_id).filter(public_key=public_key).exists()
+        or Gateway.objects.for_account(account_id).filter(public_key=public_key).exists()
+    ):
+        raise ValidationFailed({"public_key": "This key is already in use."})
+    return public_key
+
+
+_DEVICE_CONSTRAINTS = {
+    "device_key_unique": ("public_key", "This key is already in use."),
+    "static_device_name_unique": ("name", "You already have a device with this name."),
+}
+
+
+@transaction.atomic
+def register_static_device(
+    actor: Actor, *, name: str, public_key: str | None = None
+) -> RegisteredDevice:
+    """A standard WireGuard device of ``actor``: addresses, gateways per site, config.
+
+    Without ``public_key`` the portal generates the key pair; the private key is returned (and
+    rendered into ``config``) once and never stored.
+    """
+    actor = Actor.objects.for_account(actor.account_id).get(pk=actor.pk)
+    name = _clean_name(name)
+    if (
+        ClientDevice.objects.for_account(actor.account_id)
+        .filter(actor=actor, kind=ClientDevice.Kind.STATIC, name=name)
+        .exists()
+    ):
+        raise ValidationFailed({"name": "You already have a device with this name."})
+    private_key: str | None = None
+    if public_key is None:
+        private_key, public_key = generate_key_pair()
+    public_key = _check_public_key(actor.account_id, public_key)
+    ensure_key_secret(actor.account_id)
+    addresses = allocate_tunnel_address(actor.account_id)
+    with integrity_errors_as_validation(_DEVICE_CONSTRAINTS):
+        device = ClientDevice.objects.create(
+            account_id=actor.account_id,
+            actor=actor,
+            kind=ClientDevice.Kind.STATIC,
+            external_id=f"static:{uuid.uuid4()}",
+            name=name,
+            public_key=public_key,
+            address=addresses.slot,
+            ipv4=addresses.ipv4,
+            ipv6=addresses.ipv6,
+            verified_at=timezone.now(),
+        )
+    _sync_device(device)
+    return RegisteredDevice(
+        device=device,
+        private_key=private_key,
+        config=configs.device_config(device, private_key=private_key),
+    )
+
+
+def _locked_static_device(device: ClientDevice) -> ClientDevice:
+    current = (
+        ClientDevice.objects.select_for_update()
+        .filter(pk=device.pk, account_id=device.account_id, kind=ClientDevice.Kind.STATIC)
+        .first()
+    )
+    if current is None:
+        raise NotFound("No such device.")
+    return current
+
+
+def _revoke_device_authorizations(device: ClientDevice, reason: str) -> frozenset[uuid.UUID]:
+    qs = Authorization.objects.for_account(device.account_id).filter(
+        device_id=device.pk, revoked_at__isnull=True
+    )
+    ids = frozenset(qs.select_for_update().values_list("pk", flat=True))
+    Authorization.objects.filter(pk__in=ids).update(revoked_at=timezone.now(), revoke_reason=reason)
+    return ids
+
+
+@transaction.atomic
+def disable_device(device: ClientDevice) -> ClientDevice:
+    """Disable a static device: gateways drop it at once; its config stops working."""
+    current = _locked_static_device(device)
+    if current.disabled_at is None:
+        current.disabled_at = timezone.now()
+        current.save(update_fields=["disabled_at"])
+        _sync_device(current)
+        revoked = _revoke_device_authorizations(current, "device_disabled")
+        publish(
+            AccessChanged(
+                account_id=current.account_id,
+                reason="device_disabled",
+                device_ids=frozenset({current.pk}),
+                authorization_ids=revoked,
+            )
+        )
+    return current
+
+
+@transaction.atomic
+def enable_device(device: ClientDevice) -> ClientDevice:
+    current = _locked_static_device(device)
+    if current.disabled_at is not None:
+        current.disabled_at = None
+        current.save(update_fields=["disabled_at"])
+        _sync_device(current)
+    return current
+
+
+@transaction.atomic
+def delete_device(device: ClientDevice) -> None:
+    """Delete a static device, its gateway peers and its tunnel addresses."""
+    current = _locked_static_device(device)
+    pushes: list[tuple[uuid.UUID, protocol.PortalMessage]] = [
+        (a.gateway_id, protocol.RemoveStaticPeer(current.public_key))
+        for a in StaticDeviceAssignment.objects.filter(device_id=current.pk)
+        if a.gateway_id is not None
+    ]
+    revoked = _revoke_device_authorizations(current, "device_deleted")
+    slot_id = current.address_id
+    event = AccessChanged(
+        account_id=current.account_id,
+        reason="device_deleted",
+        device_ids=frozenset({current.pk}),
+        authorization_ids=revoked,
+    )
+    current.delete()
+    TunnelAddress.objects.filter(pk=slot_id).delete()
+    presence.send_on_commit(presence.to_gateways(pushes))
+    publish(event)
+
+
+def static_context(now: datetime) -> evaluation.ClientContext:
+    """What the portal knows about a static device: nothing about where it connects from."""
+    return evaluation.ClientContext(
+        remote_ip=None, country=None, auth_provider_id=None, verified=True, now=now
+    )
+
+
+def _desired_static_access(device: ClientDevice, now: datetime) -> dict[uuid.UUID, list[str]]:
+    """site id -> sorted ids of the cidr/ip resources the device may reach there."""
+    actor = device.actor
+    if device.disabled_at is not None or actor.disabled_at is not None:
+        return {}
+    if Account.objects.filter(pk=device.account_id, disabled_at__isnull=False).exists():
+        return {}
+    desired: dict[uuid.UUID, list[str]] = defaultdict(list)
+    for allowed in policy_queries.allowed_resources(actor, static_context(now)):
+        resource = allowed.resource
+        if resource.kind in queries.STATIC_KINDS:
+            desired[resource.site_id].append(str(resource.pk))
+    return {site: sorted(ids) for site, ids in desired.items()}
+
+
+def _sync_device(device: ClientDevice, now: datetime | None = None) -> bool:
+    """Bring the device's assignments in line with its access; push the differences to the
+    gateways after commit and bump the config version if the config changed. Runs inside the
+    caller's transaction with the device row locked. True if anything changed."""
+    now = now or timezone.now()
+    desired = _desired_static_access(device, now)
+    existing = {
+        a.site_id: a
+        for a in StaticDeviceAssignment.objects.select_for_update()
+        .filter(device_id=device.pk)
+        .select_related("gateway")
+    }
+    pushes: list[tuple[uuid.UUID, protocol.PortalMessage]] = []
+    changed: list[StaticDeviceAssignment] = []
+    for site_id, assignment in existing.items():
+        if site_id not in desired:
+            if assignment.gateway_id is not None:
+                pushes.append((assignment.gateway_id, protocol.RemoveStaticPeer(device.public_key)))
+            assignment.delete()
+    for site_id, resource_ids in desired.items():
+        current = existing.get(site_id)
+        old_gateway = current.gateway if current is not None else None
+        gateway = old_gateway
+        if gateway is None or not gateway.online:
+            gateway = _pick_gateway(device.account_id, site_id) or gateway
+        if current is None:
+            current = StaticDeviceAssignment.objects.create(
+                account_id=device.account_id,
+                device=device,
+                site_id=site_id,
+                gateway=gateway,
+                resource_ids=resource_ids,
+            )
+            changed.append(current)
+            continue
+        moved = (gateway.pk if gateway else None) != (old_gateway.pk if old_gateway else None)
+        if moved or current.resource_ids != resource_ids:
+            if moved and old_gateway is not None:
+                pushes.append((old_gateway.pk, protocol.RemoveStaticPeer(device.public_key)))
+            current.gateway = gateway
+            current.resource_ids = resource_ids
+            current.save(update_fields=["gateway", "resource_ids"])
+            changed.append(current)
+    changed = [a for a in changed if a.gateway_id is not None]
+    if changed:
+        secret = queries.key_secret(device.account_id)
+        resources = queries.assignment_resources(device.account_id, changed)
+        for a in changed:
+            assert a.gateway_id is not None
+            pushes.append(
+                (
+                    a.gateway_id,
+                    protocol.AddStaticPeer(
+                        queries.static_peer(device, a.gateway_id, resources[a.pk], secret)
+                    ),
+                )
+            )
+    presence.send_on_commit(presence.to_gateways(pushes))
+    bumped = _refresh_config_version(device.pk)
+    return bool(pushes) or bumped
+
+
+def _refresh_config_version(device_id: uuid.UUID) -> bool:
+    """Re-render the device's config; bump its version if the text changed."""
+    device = ClientDevice.objects.select_related("account").get(pk=device_id)
+    body = configs.render_body(device, list(queries.device_assignments(device)))
+    new_digest = configs.digest(body)
+    if new_digest == device.config_digest:
+        return False
+    version = device.config_version + (1 if device.config_digest else 0)
+    ClientDevice.objects.filter(pk=device.pk).update(
+        config_digest=new_digest, config_version=version
+    )
+    return True
+
+
+def sync_static_devices(account_id: uuid.UUID, device_ids: Iterable[uuid.UUID]) -> int:
+    """Recompute each device in its own short transaction; returns how many changed."""
+    changed = 0
+    now = timezone.now()
+    for device_id in device_ids:
+        with transaction.atomic():
+            device = (
+                ClientDevice.objects.select_for_update()
+                .select_related("actor")
+                .filter(pk=device_id, account_id=account_id)
+                .first()
+            )
+            if device is not None:
+                changed += _sync_device(device, now)
+    return changed
+
+
+def resync_all_static_devices(now: datetime | None = None) -> int:
+    """Periodic safety net (time-window policies, missed events): recompute every device."""
+    total = 0
+    rows = ClientDevice.objects.filter(kind=ClientDevice.Kind.STATIC).values_list(
+        "account_id", "pk"
+    )
+    by_account: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
+    for account_id, device_id in rows:
+        by_account[account_id].append(device_id)
+    for account_id, ids in by_account.items():
+        total += sync_static_devices(account_id, ids)
+    return total
+
+
+# --- authorizations --------------------------------------------------------------------------
+
+
+@transaction.atomic
+def expire_authorizations(now: datetime | None = None, *, batch: int = 5000) -> int:
+    """Revoke authorizations past ``expires_at`` (reason "expired"); gateways get reject_access."""
+    now = now or timezone.now()
+    due = list(
+        Authorization.objects.select_for_update(skip_locked=True)
+        .filter(revoked_at__isnull=True, expires_at__lte=now)
+        .values_list("account_id", "pk")[:batch]
+    )
+    by_account: dict[uuid.UUID, set[uuid.UUID]] = defaultdict(set)
+    for account_id, auth_id in due:
+        by_account[account_id].add(auth_id)
+    for account_id, ids in by_account.items():
+        Authorization.objects.filter(pk__in=ids, revoked_at__isnull=True).update(
+            revoked_at=now, revoke_reason="expired"
+        )
+        publish(
+            AccessChanged(
+                account_id=account_id,
+                reason="authorization_expired",
+                authorization_ids=frozenset(ids),
+            )
+        )
+    return len(due)
+
+
+@transaction.atomic
+def revoke_stale_authorizations(event: AccessChanged) -> frozenset[uuid.UUID]:
+    """Revoke the active authorizations a narrowing event made invalid that its service did not
+    revoke itself (membership removed, actor or token disabled, account disabled).
+
+    Dynamic-client context (remote IP, country) is not known here, so the test is the part that
+    does not depend on it: the actor still belongs to a group with an enabled policy for the
+    resource, its token is not revoked, actor and account are enabled.
+    """
+    if not event.narrowed or event.filters_only:
+        return frozenset()
+    qs = Authorization.objects.for_account(event.account_id).filter(revoked_at__isnull=True)
+    if event.reason == "account_disabled":
+        stale = qs
+    else:
+        scope = Q()
+        if event.actor_ids:
+            scope |= Q(actor_id__in=event.actor_ids)
+        if event.token_ids:
+            scope |= Q(token_id__in=event.token_ids)
+        if event.device_ids:
+            scope |= Q(device_id__in=event.device_ids)
+        if not scope:
+            return frozenset()
+        candidates = qs.filter(scope)
+        allowed_policy = Policy.objects.filter(
+            resource_id=OuterRef("resource_id"),
+            disabled_at__isnull=True,
+            group__memberships__actor_id=OuterRef("actor_id"),
+        )
+        stale = candidates.filter(
+            Q(actor__disabled_at__isnull=False)
+            | Q(token__revoked_at__isnull=False)
+            | Q(device__disabled_at__isnull=False)
+            | Q(actor__isnull=True)
+            | ~Exists(allowed_policy)
+        )
+    ids = frozenset(stale.exclude(pk__in=event.authorization_ids).values_list("pk", flat=True))
+    if ids:
+        Authorization.objects.filter(pk__in=ids).update(
+            revoked_at=timezone.now(), revoke_reason=event.reason[:64]
+        )
+    return ids
+
+
+def push_create_authorization(authorization: Authorization) -> None:
+    """Tell the authorization's gateway about a new flow (after commit). For dynamic clients."""
+    if authorization.gateway_id is None:
+        return
+    message = queries.authorization_to_wire(
+        authorization, queries.key_secret(authorization.account_id)
+    )
+    if message is not None:
+        presence.send_on_commit(
+            presence.to_gateways(
+                [(authorization.gateway_id, protocol.CreateAuthorization(message))]
+            )
+        )
+
+
+def authorization_acknowledged(gateway_id: uuid.UUID, authorization_id: uuid.UUID) -> None:
+    """The gateway installed a flow. Dynamic clients (a later issue) learn it from here."""
+    log.debug("gateway %s acknowledged authorization %s", gateway_id, authorization_id)
+
+
+# --- gateway tokens ----------------------------------------------------------------------------
+
+GATEWAY_TOKEN_MAX_AGE = timedelta(days=30)
+
+
+def rotate_gateway_tokens(
+    now: datetime | None = None, *, max_age: timedelta = GATEWAY_TOKEN_MAX_AGE
+) -> int:
+    """Rotate gateway tokens older than ``max_age`` that a connected gateway uses, and push the
+    new secret to every gateway connected with the old one (``token_rotated``). Tokens nobody is
+    connected with are left alone: nobody could receive their successor."""
+    now = now or timezone.now()
+    in_use = Gateway.objects.filter(last_token_id=OuterRef("pk"), online=True)
+    due = Token.objects.filter(
+        Exists(in_use),
+        kind=Token.Kind.GATEWAY,
+        revoked_at__isnull=True,
+        replaced_by__isnull=True,
+        grace_until__isnull=True,
+        created_at__lte=now - max_age,
+    ).filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+    rotated = 0
+    for token in due:
+        with transaction.atomic():
+            issued = account_services.rotate_gateway_token(token, now=now)
+            old = Token.objects.get(pk=token.pk)
+            presence.send_on_commit(
+                [
+                    presence.frames(
+                        presence.token_group(token.pk),
+                        [protocol.TokenRotated(token=issued.secret, grace_until=old.grace_until)],
+                    )
+                ]
+            )
+        rotated += 1
+    return rotated

@@ -1,0 +1,88 @@
+"""Access-change handlers: what gateways are told after a committed change.
+
+Subscribed in ``GatewaysConfig.ready()``; ``firezone_site.events`` calls them from
+``transaction.on_commit``, so a rolled-back change never reaches a gateway. Revocation is pushed
+first and directly (one query, then ``group_send`` to the gateways holding the authorizations):
+no Celery hop sits between the commit and ``reject_access``. Static devices are recomputed after
+that, each in its own short transaction whose pushes again go out on commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from agents import protocol
+from firezone_site.events import AccessChanged
+from gateways import presence, queries, services
+from policies.models import Resource
+
+log = logging.getLogger(__name__)
+
+
+def _push_rejections(account_id: uuid.UUID, authorization_ids: frozenset[uuid.UUID]) -> None:
+    if not authorization_ids:
+        return
+    by_gateway = queries.authorizations_by_gateway(account_id, authorization_ids)
+    presence.send_now(
+        presence.to_gateways(
+            (gateway_id, protocol.RejectAccess(authorization_ids=tuple(sorted(ids, key=str))))
+            for gateway_id, ids in by_gateway.items()
+        )
+    )
+
+
+def _push_resource_updates(account_id: uuid.UUID, resource_ids: frozenset[uuid.UUID]) -> None:
+    resources = Resource.objects.for_account(account_id).filter(pk__in=resource_ids)
+    presence.send_now(
+        [
+            presence.frames(
+                presence.site_group(r.site_id),
+                [protocol.ResourceUpdated(queries.resource_to_wire(r))],
+            )
+            for r in resources
+        ]
+    )
+
+
+def _close_connections(event: AccessChanged) -> None:
+    envelopes: list[presence.Envelope] = [
+        presence.close(presence.token_group(t), protocol.CloseCode.UNAUTHORIZED, "token revoked")
+        for t in event.token_ids
+    ]
+    if event.reason == "account_disabled":
+        envelopes.append(
+            presence.close(
+                presence.account_group(event.account_id),
+                protocol.CloseCode.ACCOUNT_DISABLED,
+                "the account is disabled",
+            )
+        )
+    presence.send_now(envelopes)
+
+
+def _sync_static_devices(event: AccessChanged) -> None:
+    everything = bool(event.resource_ids or event.policy_ids) or not (
+        event.actor_ids or event.group_ids or event.device_ids
+    )
+    device_ids = queries.affected_static_devices(
+        event.account_id,
+        actor_ids=event.actor_ids,
+        group_ids=event.group_ids,
+        device_ids=event.device_ids,
+        everything=everything,
+    )
+    services.sync_static_devices(event.account_id, device_ids)
+
+
+def on_access_changed(event: AccessChanged) -> None:
+    if event.narrowed:
+        _push_rejections(event.account_id, event.authorization_ids)
+        _close_connections(event)
+        _push_rejections(event.account_id, services.revoke_stale_authorizations(event))
+    if event.filters_only:
+        _push_resource_updates(event.account_id, event.resource_ids)
+        return  # filters are not part of static configs; resource_updated covers the peers
+    if event.reason in ("authorization_expired",):
+        return  # nothing about static devices changed
+    _sync_static_devices(event)

@@ -1,0 +1,230 @@
+"""Account-scoped reads for sites, gateways and devices, and the wire views of them (``init``,
+static peers, resources) that the consumer and the pushes send."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime
+from ipaddress import IPv4Address, IPv6Address
+
+from django.db.models import Q, QuerySet
+
+from accounts.models import Account, Membership
+from agents import protocol
+from gateways.models import AccountKeySecret, ClientDevice, Gateway, Site, StaticDeviceAssignment
+from policies.models import Authorization, Resource
+
+#: Resource kinds a static WireGuard config can express (AllowedIPs are networks).
+STATIC_KINDS = frozenset({Resource.Kind.CIDR, Resource.Kind.IP})
+
+
+# --- plain scoped reads ----------------------------------------------------------------------
+
+
+def sites(account: Account | uuid.UUID) -> QuerySet[Site]:
+    return Site.objects.for_account(account).order_by("name")
+
+
+def gateways(account: Account | uuid.UUID) -> QuerySet[Gateway]:
+    return Gateway.objects.for_account(account).select_related("site").order_by("name")
+
+
+def devices(account: Account | uuid.UUID) -> QuerySet[ClientDevice]:
+    return ClientDevice.objects.for_account(account).select_related("actor").order_by("name")
+
+
+def static_devices(account: Account | uuid.UUID) -> QuerySet[ClientDevice]:
+    return devices(account).filter(kind=ClientDevice.Kind.STATIC)
+
+
+def device_assignments(device: ClientDevice) -> QuerySet[StaticDeviceAssignment]:
+    return (
+        StaticDeviceAssignment.objects.for_account(device.account_id)
+        .filter(device_id=device.pk)
+        .select_related("gateway", "site")
+        .order_by("site__name")
+    )
+
+
+def affected_static_devices(
+    account_id: uuid.UUID,
+    *,
+    actor_ids: Iterable[uuid.UUID] = (),
+    group_ids: Iterable[uuid.UUID] = (),
+    device_ids: Iterable[uuid.UUID] = (),
+    everything: bool = False,
+) -> list[uuid.UUID]:
+    """Ids of the static devices whose access may have changed."""
+    qs = ClientDevice.objects.for_account(account_id).filter(kind=ClientDevice.Kind.STATIC)
+    if not everything:
+        actors = set(actor_ids)
+        groups = set(group_ids)
+        if groups:
+            actors |= set(
+                Membership.objects.for_account(account_id)
+                .filter(group_id__in=groups)
+                .values_list("actor_id", flat=True)
+            )
+        qs = qs.filter(Q(actor_id__in=actors) | Q(pk__in=set(device_ids)))
+    return list(qs.order_by("pk").values_list("pk", flat=True))
+
+
+def authorizations_by_gateway(
+    account_id: uuid.UUID, authorization_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, list[uuid.UUID]]:
+    """Which gateway holds which of these authorizations (revoked or not)."""
+    out: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
+    rows = (
+        Authorization.objects.for_account(account_id)
+        .filter(pk__in=set(authorization_ids), gateway_id__isnull=False)
+        .values_list("gateway_id", "pk")
+    )
+    for gateway_id, auth_id in rows:
+        out[gateway_id].append(auth_id)
+    return dict(out)
+
+
+def gateway_load(site_id: uuid.UUID, account_id: uuid.UUID) -> QuerySet[Gateway]:
+    from django.db.models import Count
+
+    return (
+        Gateway.objects.for_account(account_id)
+        .filter(site_id=site_id, online=True)
+        .annotate(load=Count("static_assignments"))
+    )
+
+
+# --- preshared keys --------------------------------------------------------------------------
+
+
+def key_secret(account_id: uuid.UUID) -> bytes:
+    row = AccountKeySecret.objects.for_account(account_id).only("secret").first()
+    if row is None:
+        raise LookupError("the account has no key secret yet (services.ensure_key_secret)")
+    return bytes.fromhex(row.secret)
+
+
+def derive_preshared_key(secret: bytes, device_id: uuid.UUID, gateway_id: uuid.UUID) -> str:
+    """WireGuard preshared key for one (device, gateway) pair.
+
+    HMAC-SHA256 keyed by the account's random 256-bit secret (stored only in the portal database),
+    over a domain tag and both ids: different for every pair, stable across reconnects (configs
+    stay valid), and not computable from anything a client or gateway sees.
+    """
+    mac = hmac.new(secret, b"fz-psk-v1\x00" + device_id.bytes + gateway_id.bytes, hashlib.sha256)
+    return base64.b64encode(mac.digest()).decode()
+
+
+# --- wire views ------------------------------------------------------------------------------
+
+
+def resource_to_wire(resource: Resource) -> protocol.Resource:
+    filters = tuple(
+        protocol.Filter(
+            protocol=f["protocol"],
+            ports=tuple(protocol.PortRange.parse(str(p)) for p in f.get("ports") or ()),
+        )
+        for f in resource.filters or ()
+    )
+    return protocol.Resource(
+        id=resource.pk,
+        type=resource.kind,  # type: ignore[arg-type]
+        address=resource.address if resource.kind != Resource.Kind.INTERNET else "",
+        filters=filters,
+    )
+
+
+def assignment_resources(
+    account_id: uuid.UUID, assignments: Iterable[StaticDeviceAssignment]
+) -> dict[uuid.UUID, list[Resource]]:
+    """The live Resource rows of each assignment (by assignment id), in name order."""
+    assignments = list(assignments)
+    wanted = {uuid.UUID(r) for a in assignments for r in a.resource_ids}
+    by_id = {
+        r.pk: r
+        for r in Resource.objects.for_account(account_id).filter(
+            pk__in=wanted, kind__in=STATIC_KINDS
+        )
+    }
+    out: dict[uuid.UUID, list[Resource]] = {}
+    for a in assignments:
+        rows = [by_id[uuid.UUID(r)] for r in a.resource_ids if uuid.UUID(r) in by_id]
+        out[a.pk] = sorted(
+            (r for r in rows if r.site_id == a.site_id), key=lambda r: (r.name, str(r.pk))
+        )
+    return out
+
+
+def static_peer(
+    device: ClientDevice, gateway_id: uuid.UUID, resources: Iterable[Resource], secret: bytes
+) -> protocol.StaticPeer:
+    return protocol.StaticPeer(
+        public_key=device.public_key,
+        preshared_key=derive_preshared_key(secret, device.pk, gateway_id),
+        ipv4=IPv4Address(device.ipv4),
+        ipv6=IPv6Address(device.ipv6),
+        resources=tuple(resource_to_wire(r) for r in resources),
+    )
+
+
+def static_peers_of_gateway(gateway: Gateway) -> list[protocol.StaticPeer]:
+    assignments = list(
+        StaticDeviceAssignment.objects.for_account(gateway.account_id)
+        .filter(gateway_id=gateway.pk, device__disabled_at__isnull=True)
+        .select_related("device")
+        .order_by("device_id")
+    )
+    if not assignments:
+        return []
+    secret = key_secret(gateway.account_id)
+    resources = assignment_resources(gateway.account_id, assignments)
+    return [static_peer(a.device, gateway.pk, resources[a.pk], secret) for a in assignments]
+
+
+def authorization_to_wire(
+    authorization: Authorization, secret: bytes
+) -> protocol.Authorization | None:
+    device, resource = authorization.device, authorization.resource
+    if device is None or resource is None or authorization.gateway_id is None:
+        return None
+    return protocol.Authorization(
+        id=authorization.pk,
+        client_public_key=device.public_key,
+        preshared_key=derive_preshared_key(secret, device.pk, authorization.gateway_id),
+        client_ipv4=IPv4Address(device.ipv4),
+        client_ipv6=IPv6Address(device.ipv6),
+        resource=resource_to_wire(resource),
+        expires_at=authorization.expires_at,
+    )
+
+
+def init_message(gateway: Gateway, now: datetime) -> protocol.Init:
+    """The complete desired state of ``gateway`` (what ``init`` carries)."""
+    secret = key_secret(gateway.account_id)
+    active = (
+        Authorization.objects.for_account(gateway.account_id)
+        .filter(
+            Q(expires_at__isnull=True) | Q(expires_at__gt=now),
+            gateway_id=gateway.pk,
+            revoked_at__isnull=True,
+            device__isnull=False,
+            resource__isnull=False,
+        )
+        .select_related("device", "resource")
+        .order_by("created_at")
+    )
+    wire = [authorization_to_wire(a, secret) for a in active]
+    return protocol.Init(
+        gateway_id=gateway.pk,
+        ipv4=IPv4Address(gateway.ipv4),
+        ipv6=IPv6Address(gateway.ipv6),
+        static_peers=tuple(static_peers_of_gateway(gateway)),
+        authorizations=tuple(a for a in wire if a is not None),
+        relays=(),
+        heartbeat_interval_s=protocol.HEARTBEAT_INTERVAL_S,
+    )

@@ -1,0 +1,11 @@
+"""Websocket routes of the gateways app."""
+
+from typing import Any
+
+from django.urls import path
+
+from gateways.consumers import GatewayConsumer
+
+websocket_urlpatterns: list[Any] = [
+    path("gateway/websocket", GatewayConsumer.as_asgi()),
+]
