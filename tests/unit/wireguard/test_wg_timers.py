@@ -97,10 +97,7 @@ def test_the_initiator_rekeys_on_receive_before_the_session_expires() -> None:
     pair.wire_up = False
     pair.now = t0 + REKEY_ON_RECEIVE_AGE
     pair.b.device.encapsulate(pair.a.device.public_key, ipv4_packet(b"2"), pair.now)
-    [(_, data)] = [
-        ("b", t)
-        for t in pair.b.device.encapsulate(pair.a.device.public_key, ipv4_packet(b"3"), pair.now)
-    ]
+    [data] = pair.b.device.encapsulate(pair.a.device.public_key, ipv4_packet(b"3"), pair.now)
     result = pair.a.device.decapsulate(data.data, B_ENDPOINT, pair.now)
     assert result.packet == ipv4_packet(b"3")
     assert [t.data[0] for t in result.transmits] == [1]
