@@ -8,8 +8,9 @@ Theory of operation
 * `handle_network_input(datagram, source, now)`: the device authenticates and decrypts it; the
   inner packet is judged by the firewall for the sending peer. FORWARD -> a TUN write. REJECT ->
   an ICMP "administratively prohibited" reply, encrypted back to the peer (none for ICMP errors,
-  fragments, multicast...). Spoofed, malformed or unknown-peer packets are dropped silently.
-  Handshake responses and packets that were waiting for a session come out as UDP transmits.
+  fragments, multicast...; rate limited per peer to ICMP_RATE/s with a burst of ICMP_BURST).
+  Spoofed, malformed or unknown-peer packets are dropped silently. Handshake responses and
+  packets that were waiting for a session come out as UDP transmits.
 * `handle_tun_input(packet, now)`: a reply from a resource; the firewall names the peer it belongs
   to (by destination tunnel address, only if the source is a resource the peer may reach), and the
   device encrypts it for that peer. Anything else is dropped.
@@ -83,13 +84,17 @@ class Output(NamedTuple):
 
 
 NOTHING = Output((), ())
+
+ICMP_RATE = 100.0  # ICMP replies per second and peer
+ICMP_BURST = 50.0
 _tuple_new = tuple.__new__
 
 # Counter names (drop reasons and totals).
 FORWARDED_TO_TUN = "forwarded_to_tun"
 FORWARDED_TO_PEER = "forwarded_to_peer"
 REJECTED_WITH_ICMP = "rejected_icmp"
-REJECTED_SILENTLY = "rejected_silently"
+REJECTED_SILENTLY = "rejected_silently"  # no ICMP may answer it (an ICMP error, a fragment...)
+REJECTED_RATE_LIMITED = "rejected_rate_limited"  # over the per-peer ICMP reply budget
 DROPPED_SPOOFED = "dropped_spoofed"
 DROPPED_MALFORMED = "dropped_malformed"
 DROPPED_UNKNOWN_PEER = "dropped_unknown_peer"
@@ -113,6 +118,7 @@ class GatewayCore:
                 FORWARDED_TO_PEER,
                 REJECTED_WITH_ICMP,
                 REJECTED_SILENTLY,
+                REJECTED_RATE_LIMITED,
                 DROPPED_SPOOFED,
                 DROPPED_MALFORMED,
                 DROPPED_UNKNOWN_PEER,
@@ -121,6 +127,7 @@ class GatewayCore:
             0,
         )
         self._expired: list[tuple[bytes, str]] = []
+        self._icmp_buckets: dict[bytes, tuple[float, float]] = {}  # peer -> (tokens, updated)
 
     # --- live configuration -------------------------------------------------------------------
 
@@ -149,6 +156,7 @@ class GatewayCore:
             raise
 
     def remove_peer(self, public_key: bytes) -> None:
+        self._icmp_buckets.pop(public_key, None)
         self.firewall.remove_peer(public_key)
         self.device.remove_peer(public_key)
 
@@ -195,9 +203,12 @@ class GatewayCore:
             self.counters[counter] += 1
             return _tuple_new(Output, ((), d.transmits)) if d.transmits else NOTHING
         # REJECT: tell the client at once instead of letting its connection time out.
-        reply = admin_prohibited(packet)
         transmits = d.transmits
-        if reply is None or peer is None:
+        if peer is None or not self._icmp_allowed(peer, now):
+            self.counters[REJECTED_RATE_LIMITED] += 1
+            return _tuple_new(Output, ((), transmits)) if transmits else NOTHING
+        reply = admin_prohibited(packet)
+        if reply is None:
             self.counters[REJECTED_SILENTLY] += 1
         else:
             self.counters[REJECTED_WITH_ICMP] += 1
@@ -246,6 +257,19 @@ class GatewayCore:
         if expiry is None:
             return device
         return min(device, expiry)
+
+    def _icmp_allowed(self, peer: bytes, now: float) -> bool:
+        # A token bucket per peer, like the kernel's icmp_ratelimit: a client hammering a closed
+        # port must not make the gateway spend a handshake's worth of CPU per packet on replies.
+        tokens, last = self._icmp_buckets.get(peer, (ICMP_BURST, now))
+        tokens = min(ICMP_BURST, tokens + (now - last) * ICMP_RATE)
+        if tokens < 1.0:
+            self._icmp_buckets[peer] = (tokens, now)
+            return False
+        if len(self._icmp_buckets) > 4096:
+            self._icmp_buckets.clear()
+        self._icmp_buckets[peer] = (tokens - 1.0, now)
+        return True
 
     def _count(self, name: str) -> None:
         self.counters[name] = self.counters.get(name, 0) + 1

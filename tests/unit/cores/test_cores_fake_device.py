@@ -158,3 +158,16 @@ def test_client_core_routes_by_longest_prefix() -> None:
     assert g2 not in dev.peers
     out = client.handle_tun_input(build.udp("100.64.0.2", "10.200.0.1", 1, 2), 0)
     assert len(out.udp) == 1
+
+
+def test_icmp_replies_are_rate_limited_per_peer() -> None:
+    from agents.gateway.core import ICMP_BURST, ICMP_RATE
+
+    core, _ = gateway()
+    bad = b"P" + build.tcp("100.64.0.2", "10.9.0.1", 1, 2)
+    replies = [len(core.handle_network_input(bad, EP, 100.0).udp) - 1 for _ in range(200)]
+    assert sum(replies) == ICMP_BURST
+    assert core.counters["rejected_rate_limited"] == 200 - ICMP_BURST
+    # Tokens come back with time.
+    replies = [len(core.handle_network_input(bad, EP, 100.25).udp) - 1 for _ in range(40)]
+    assert sum(replies) == int(0.25 * ICMP_RATE)
