@@ -151,6 +151,24 @@ class NetNS:
         """Run a Python snippet inside the namespace with the current interpreter."""
         return self.run([sys.executable, "-c", code, *args], timeout=timeout)
 
+    def probe(self, *args: str, timeout: float = 30) -> dict[str, Any]:
+        """Run ``tests.e2e.probes`` in the namespace and return its JSON result."""
+        proc = self.run([sys.executable, "-m", "tests.e2e.probes", *args], timeout=timeout,
+                        env=env_with_pythonpath(REPO_ROOT), cwd=str(REPO_ROOT))  # fmt: skip
+        result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+        return result
+
+    def probe_background(self, *args: str) -> subprocess.Popen[bytes]:
+        """Start a long-running probe (a server or listener); returns once it is listening."""
+        proc = self.popen([sys.executable, "-m", "tests.e2e.probes", *args],
+                          stdout=subprocess.PIPE, env=env_with_pythonpath(REPO_ROOT),
+                          cwd=str(REPO_ROOT))  # fmt: skip
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if b"listening" not in line:
+            raise RuntimeError(f"probe {args} did not start: {line!r}")
+        return proc
+
     def ip(self, *args: str) -> subprocess.CompletedProcess[str]:
         return _run(["ip", "-n", self.name, *args])
 
