@@ -222,27 +222,6 @@ def _in_ranges(ranges: tuple[tuple[int, int], ...], port: int) -> bool:
     return False
 
 
-def _allowed_back(spec: dict[int, tuple[tuple[int, int], ...]], info: PacketInfo) -> bool:
-    """The reverse of the check in `decide_parsed`: may this be a reply to allowed traffic?"""
-    proto = info.protocol
-    ranges = spec.get(proto)
-    if ranges is None:
-        return False
-    if info.fragment:
-        return True
-    if proto == PROTO_ICMP:
-        return info.src_port == ICMPV4_ECHO_REPLY
-    if proto == PROTO_ICMPV6:
-        return info.src_port == ICMPV6_ECHO_REPLY
-    if not ranges:
-        return True
-    port = info.src_port
-    for lo, hi in ranges:  # noqa: SIM110
-        if lo <= port <= hi:
-            return True
-    return False
-
-
 @dataclass(frozen=True, slots=True)
 class Authorization:
     peer: bytes
@@ -533,33 +512,46 @@ class Firewall:
     def route_parsed(
         self, packet: bytes | bytearray | memoryview, info: PacketInfo, now: float
     ) -> bytes | None:
-        version = info.version
+        version, src, dst, proto, _off, sport, _dport, fragment, _len = info
         if version == 4:
-            peer = self._by_v4.get(info.dst)
+            peer = self._by_v4.get(dst)
             if peer is None:
                 return None
             rules = peer.rules4
         else:
-            peer = self._by_v6.get(info.dst)
+            peer = self._by_v6.get(dst)
             if peer is None:
                 return None
             rules = peer.rules6
-        src = info.src
-        if not info.fragment and (
-            (info.protocol == PROTO_ICMP and info.src_port in ICMPV4_ERROR_TYPES)
-            or (info.protocol == PROTO_ICMPV6 and info.src_port < 128)
+        if not fragment and (
+            (proto == PROTO_ICMP and sport in ICMPV4_ERROR_TYPES)
+            or (proto == PROTO_ICMPV6 and sport < 128)
         ):
+            # Checked before the tunnel-range source test: the gateway's own kernel reports
+            # errors (TTL exceeded, fragmentation needed) from its tunnel address.
             return peer.key if self._error_about_own_flow(packet, info, peer, now) else None
         if _in_tunnel(version, src):
-            return None
+            return None  # never client to client
         for net, mask, internet, spec, exp in rules:
-            if (
-                src & mask == net
-                and now < exp
-                and (spec is None or _allowed_back(spec, info))
-                and (not internet or is_public(version, src))
-            ):
-                return peer.key
+            if src & mask != net or now >= exp:
+                continue
+            if spec is not None:
+                # The reverse of the check in `decide_parsed`: could this be a reply?
+                ranges = spec.get(proto)
+                if ranges is None:
+                    continue
+                if not fragment:
+                    if proto in (PROTO_TCP, PROTO_UDP):
+                        if ranges and not _in_ranges(ranges, sport):
+                            continue
+                    elif proto == PROTO_ICMP:
+                        if sport != ICMPV4_ECHO_REPLY:
+                            continue
+                    elif proto == PROTO_ICMPV6 and sport != ICMPV6_ECHO_REPLY:
+                        continue
+            if internet and not is_public(version, src):
+                continue
+            return peer.key
         return None
 
     def _error_about_own_flow(

@@ -252,6 +252,16 @@ def test_the_client_only_accepts_what_its_gateway_may_send(lab: Lab) -> None:
     assert lab.client_tun == [ttl]
 
 
+def test_gateway_kernel_errors_reach_the_client(lab: Lab) -> None:
+    # The gateway's kernel answers a TTL-1 probe from its own tunnel address.
+    probe = build.udp(C4, WEB, 33434, 33435)
+    lab.from_client_tun(build.icmp_echo(C4, WEB))
+    ttl = build.icmp_error("100.64.0.1", C4, 11, 0, probe[:28])
+    out = lab.from_gateway_tun(ttl)
+    assert len(out.udp) == 1
+    assert lab.client_tun == [ttl]
+
+
 def test_removed_peer_cannot_talk(lab: Lab) -> None:
     ping = build.icmp_echo(C4, WEB)
     lab.from_client_tun(ping)

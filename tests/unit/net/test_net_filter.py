@@ -405,3 +405,13 @@ def test_mutations_do_not_widen_access() -> None:
         data[pos] ^= 0xFF
         assert FUZZ_FW.decide_outbound(ALICE, bytes(data), NOW - 1) is not FORWARD, pos
     assert struct.unpack("!H", rejected[22:24])[0] == 22
+
+
+def test_errors_from_the_gateways_own_tunnel_address_reach_the_peer(fw: Firewall) -> None:
+    # Traceroute / PMTU: the gateway's kernel answers from its tunnel address 100.64.0.1.
+    fw.allow(ALICE, "a", rule(), None)
+    quoted = build.udp(A4, WEB, 33434, 33435)[:28]
+    assert fw.route_inbound(build.icmp_error("100.64.0.1", A4, 11, 0, quoted), NOW) == ALICE
+    assert fw.route_inbound(build.icmp_error("100.64.0.1", A4, 3, 4, quoted), NOW) == ALICE
+    # But not an echo reply (or anything else) from that address.
+    assert fw.route_inbound(build.icmp_echo("100.64.0.1", A4, reply=True), NOW) is None
