@@ -1,0 +1,665 @@
+"""Portal mode of the gateway agent: ``firezone-gateway --portal-url URL --token TOKEN``.
+
+Theory of operation
+-------------------
+Two threads share one `GatewayCore`:
+
+* the **main thread** runs the data plane (`agents.io.runtime.serve`: TUN device, UDP socket,
+  nftables masquerade, IO driver) once the portal's first ``init`` named the gateway's tunnel
+  addresses, until SIGTERM/SIGINT or a fatal portal answer;
+* the **portal thread** runs an asyncio loop holding the websocket: it connects (bearer token,
+  query parameters of docs/protocol.md), feeds every portal message to the sans-IO
+  `GatewayState` (agents/gateway/portal_state.py) and applies the resulting commands to the core,
+  sends heartbeats, and reconnects with backoff when the socket goes away.
+
+The core is not thread-safe, so `SharedCore` puts one lock around every core call: the IO driver
+takes it per packet (uncontended, well under a microsecond), the portal thread takes it to apply
+a batch of commands - a revocation is effective for the very next packet, with no wake-up of the
+IO loop needed.
+
+While the portal is unreachable nothing changes in the data plane: authorizations stay until they
+expire (the firewall checks expiry per packet). A reconnect's ``init`` is diffed against what is
+installed (retain-only), the TUN device stays up.
+
+Exit codes: 0 stopped by a signal, 2 bad configuration, 3 the portal refused the gateway for good
+(invalid token, replaced by another agent with the same external id, gateway removed, protocol
+version not supported) - a service manager should not restart on 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import hashlib
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from agents import protocol as p
+from agents.gateway import portal_state as ps
+from agents.gateway.core import GatewayCore, Output
+from agents.net.filter import TUNNEL_IPV4, TUNNEL_IPV6
+
+log = logging.getLogger("agents.gateway.portal")
+
+AGENT_VERSION = "0.1.0"
+EXIT_OK = 0
+EXIT_CONFIG = 2
+EXIT_REFUSED = 3
+DEFAULT_STATE_DIR = "/var/lib/firezone-gateway"
+DEFAULT_LISTEN_PORT = 51820
+WEBSOCKET_PATH = "/gateway/websocket"
+INIT_TIMEOUT_S = 15.0
+Endpoint = tuple[str, int]
+
+
+class ConfigurationError(ValueError):
+    """A flag, file or environment variable is wrong; the message says which."""
+
+
+# --- configuration -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Options:
+    portal_url: str
+    tokens: tuple[str, ...] = field(repr=False)  # candidates, best first
+    external_id: str
+    name: str
+    endpoint: str | None
+    listen_port: int
+    io_mode: str
+    state_dir: Path
+    token_file: Path | None
+    ifname: str | None = None
+
+
+def websocket_url(base: str, params: dict[str, str]) -> str:
+    """``http(s)://host[:port][/prefix]`` or ``ws(s)://...`` -> the gateway websocket URL."""
+    parts = urlsplit(base)
+    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
+    if scheme is None or not parts.netloc:
+        raise ConfigurationError(
+            f"--portal-url {base!r}: expected http(s)://host[:port] or ws(s)://host[:port]"
+        )
+    path = parts.path.rstrip("/")
+    if not path.endswith(WEBSOCKET_PATH):
+        path += WEBSOCKET_PATH
+    return urlunsplit((scheme, parts.netloc, path, urlencode(params), ""))
+
+
+def default_external_id(state_dir: Path) -> str:
+    """A stable id for this machine: SHA-256 of /etc/machine-id (never the raw id, which is
+    meant to stay private), else a random id kept in the state directory."""
+    for path in (Path("/etc/machine-id"), Path("/var/lib/dbus/machine-id")):
+        with contextlib.suppress(OSError):
+            raw = path.read_text().strip()
+            if raw:
+                return hashlib.sha256(f"firezone-gateway:{raw}".encode()).hexdigest()
+    stored = state_dir / "external_id"
+    with contextlib.suppress(OSError):
+        value = stored.read_text().strip()
+        if value:
+            return value
+    value = uuid.uuid4().hex
+    _write_private(stored, value + "\n")
+    return value
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Atomically (re)write a 0600 file: a crash leaves the old or the new content."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def load_or_create_private_key(state_dir: Path) -> bytes:
+    """The WireGuard private key from ``<state_dir>/private_key`` (base64), created on first
+    start, so the gateway keeps its public key across restarts."""
+    path = state_dir / "private_key"
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+        raw = X25519PrivateKey.generate().private_bytes_raw()
+        _write_private(path, base64.b64encode(raw).decode() + "\n")
+        log.info("generated a new WireGuard key", extra={"path": str(path)})
+        return raw
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except ValueError as exc:
+        raise ConfigurationError(f"{path}: not a base64 WireGuard key") from exc
+    if len(raw) != 32:
+        raise ConfigurationError(f"{path}: not a base64 WireGuard key (32 bytes)")
+    return raw
+
+
+def public_key_of(private_key: bytes) -> str:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    pub = X25519PrivateKey.from_private_bytes(private_key).public_key()
+    return base64.b64encode(pub.public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
+
+
+def parse_endpoint(text: str) -> str:
+    """Validate ``host:port`` / ``[v6]:port``; returns it unchanged."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigurationError(f"--endpoint {text!r}: expected host:port or [ipv6]:port")
+    if host.startswith("["):
+        if not host.endswith("]"):
+            raise ConfigurationError(f"--endpoint {text!r}: unbalanced brackets")
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError as exc:
+            raise ConfigurationError(f"--endpoint {text!r}: {exc}") from exc
+    elif ":" in host:
+        raise ConfigurationError(f"--endpoint {text!r}: write IPv6 addresses as [addr]:port")
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from agents.io import driver as drv
+    from agents.io.runtime import DEFAULT_IO_MODE
+
+    parser = argparse.ArgumentParser(
+        prog="firezone-gateway",
+        description="Gateway agent, controlled by the portal over a websocket.",
+    )
+    parser.add_argument("--portal-url", required=True, help="e.g. https://portal.example.com")
+    parser.add_argument("--token", help="gateway token (prefer FIREZONE_TOKEN or --token-file)")
+    parser.add_argument("--token-file", type=Path, help="file holding the gateway token")
+    parser.add_argument("--external-id", help="stable id (default: hash of /etc/machine-id)")
+    parser.add_argument("--name", help="display name (default: the hostname)")
+    parser.add_argument("--endpoint", help="host:port where clients reach the WireGuard port")
+    parser.add_argument("--listen-port", type=int, default=DEFAULT_LISTEN_PORT)
+    parser.add_argument("--io-mode", choices=drv.MODES, default=DEFAULT_IO_MODE)
+    parser.add_argument("--state-dir", type=Path, default=Path(DEFAULT_STATE_DIR))
+    parser.add_argument("--ifname", help="TUN device name (default: generated)")
+    parser.add_argument("--log-json", action="store_true", help="one JSON object per log line")
+    parser.add_argument("--log-level", default=os.environ.get("FIREZONE_LOG_LEVEL", "info"))
+    return parser
+
+
+def options_from_args(args: argparse.Namespace, env: dict[str, str] | os._Environ[str]) -> Options:
+    state_dir: Path = args.state_dir
+    configured: str | None = None
+    token_file: Path | None = args.token_file
+    if token_file is not None:
+        try:
+            configured = token_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigurationError(f"--token-file {token_file}: {exc.strerror}") from exc
+    elif args.token:
+        configured = args.token.strip()
+    elif env.get("FIREZONE_TOKEN"):
+        configured = env["FIREZONE_TOKEN"].strip()
+    tokens: list[str] = []
+    if token_file is None:
+        # A token the portal rotated earlier (kept because there is no token file to rewrite).
+        with contextlib.suppress(OSError):
+            rotated = (state_dir / "token").read_text().strip()
+            if rotated:
+                tokens.append(rotated)
+    if configured:
+        tokens.append(configured)
+    if not tokens:
+        raise ConfigurationError("no token: pass --token-file FILE, FIREZONE_TOKEN or --token")
+    if not 1 <= args.listen_port <= 65535:
+        raise ConfigurationError(f"--listen-port {args.listen_port}: expected 1-65535")
+    endpoint = parse_endpoint(args.endpoint) if args.endpoint else None
+    name = args.name or socket.gethostname()
+    external_id = args.external_id or default_external_id(state_dir)
+    for flag, value in (("--name", name), ("--external-id", external_id)):
+        if not 1 <= len(value) <= 255:
+            raise ConfigurationError(f"{flag}: 1-255 characters")
+    websocket_url(args.portal_url, {})  # validate early
+    return Options(
+        portal_url=args.portal_url,
+        tokens=tuple(dict.fromkeys(tokens)),
+        external_id=external_id,
+        name=name,
+        endpoint=endpoint,
+        listen_port=args.listen_port,
+        io_mode=args.io_mode,
+        state_dir=state_dir,
+        token_file=token_file,
+        ifname=args.ifname,
+    )
+
+
+# --- the shared core ---------------------------------------------------------------------------
+
+
+class SharedCore:
+    """`GatewayCore` behind one lock, for the IO driver and the portal thread."""
+
+    def __init__(self, core: GatewayCore, wall_offset: Callable[[], float]) -> None:
+        self.core = core
+        self.lock = threading.Lock()
+        self._wall_offset = wall_offset
+
+    def handle_network_input(self, data: bytes, source: Endpoint, now: float) -> Output:
+        with self.lock:
+            return self.core.handle_network_input(data, source, now)
+
+    def handle_tun_input(self, packet: bytes, now: float) -> Output:
+        with self.lock:
+            return self.core.handle_tun_input(packet, now)
+
+    def handle_timeout(self, now: float) -> Output:
+        with self.lock:
+            out = self.core.handle_timeout(now)
+            # The portal state forgets expired flows itself; drop the core's report of them.
+            self.core.take_expired()
+            return out
+
+    def poll_timeout(self) -> float | None:
+        with self.lock:
+            return self.core.poll_timeout()
+
+    def apply(self, commands: Sequence[ps.Command]) -> None:
+        if not commands:
+            return
+        offset = self._wall_offset()
+        with self.lock:
+            ps.apply(self.core, commands, offset)
+
+
+# --- the portal connection ---------------------------------------------------------------------
+
+
+class Refused(Exception):
+    """The portal refused this gateway for good (close code without retry)."""
+
+
+class PortalClient:
+    """Keeps the websocket to the portal up and drives the shared core from its messages."""
+
+    def __init__(
+        self,
+        options: Options,
+        public_key: str,
+        core: SharedCore,
+        *,
+        on_init: Callable[[ps.GatewayState], None] = lambda _s: None,
+        backoff: ps.Backoff | None = None,
+    ) -> None:
+        self.options = options
+        self.public_key = public_key
+        self.core = core
+        self.state = ps.GatewayState()
+        self.on_init = on_init
+        self.backoff = backoff or ps.Backoff()
+        self.tokens = list(options.tokens)
+        self.connected = False
+        self.inits = 0
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def stop_threadsafe(self) -> None:
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None:
+            with contextlib.suppress(RuntimeError):  # loop already closed
+                loop.call_soon_threadsafe(stop.set)
+
+    async def run(self) -> int:
+        """Connect, serve, reconnect until stopped (EXIT_OK) or refused (EXIT_REFUSED)."""
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        stop = self._stop
+        while not stop.is_set():
+            code = await self._session()
+            if stop.is_set():
+                break
+            decision = ps.after_close(code, self.backoff)
+            if not decision.retry and code == p.CloseCode.UNAUTHORIZED and len(self.tokens) > 1:
+                # The first candidate (a rotated token) was refused: fall back to the next.
+                self.tokens.pop(0)
+                decision = ps.CloseDecision(True, self.backoff.next_delay(), "next token")
+            if not decision.retry:
+                log.error(
+                    "portal refused the gateway; not retrying",
+                    extra={"close_code": code, "why": decision.reason},
+                )
+                return EXIT_REFUSED
+            log.info(
+                "reconnecting",
+                extra={"in_s": round(decision.delay, 2), "why": decision.reason},
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), decision.delay)
+        return EXIT_OK
+
+    # -- one connection ----------------------------------------------------------------------
+    def url(self) -> str:
+        params = {
+            "external_id": self.options.external_id,
+            "name": self.options.name,
+            "public_key": self.public_key,
+            "version": AGENT_VERSION,
+            "protocol": str(p.PROTOCOL_VERSION),
+        }
+        if self.options.endpoint:
+            params["endpoint"] = self.options.endpoint
+        return websocket_url(self.options.portal_url, params)
+
+    async def _session(self) -> int | None:
+        """One websocket connection; returns the close code received (None if none)."""
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+
+        assert self._stop is not None
+        try:
+            async with connect(
+                self.url(),
+                additional_headers={"Authorization": f"Bearer {self.tokens[0]}"},
+                user_agent_header=f"firezone-gateway/{AGENT_VERSION}",
+                max_size=p.MAX_FRAME_BYTES,
+                open_timeout=10,
+                close_timeout=2,
+                ping_interval=None,  # the protocol's own heartbeat is the liveness check
+                compression=None,
+            ) as ws:
+                self.connected = True
+                log.info("connected to the portal", extra={"url": self.options.portal_url})
+                try:
+                    await self._serve(ws)
+                finally:
+                    self.connected = False
+                rcvd = ws.close_code
+                return rcvd
+        except InvalidStatus as exc:
+            log.warning(
+                "portal rejected the websocket handshake",
+                extra={"status": exc.response.status_code},
+            )
+            return None
+        except ConnectionClosed as exc:
+            code = exc.rcvd.code if exc.rcvd is not None else None
+            reason = exc.rcvd.reason if exc.rcvd is not None else ""
+            log.warning("portal connection closed", extra={"close_code": code, "reason": reason})
+            return code
+        except (OSError, TimeoutError, WebSocketException) as exc:
+            log.warning("portal unreachable", extra={"error": f"{type(exc).__name__}: {exc}"})
+            return None
+
+    async def _serve(self, ws: Any) -> None:
+        assert self._stop is not None
+        try:
+            raw = await asyncio.wait_for(ws.recv(), INIT_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("no init from the portal; reconnecting")
+            await ws.close(1002, "no init")
+            return
+        msg, replies = self._handle_frame(raw)
+        if not isinstance(msg, p.Init):
+            log.warning("the first message was not init; reconnecting")
+            await ws.close(1002, "expected init")
+            return
+        await self._send_all(ws, replies)
+        self.backoff.reset()
+        heart = ps.Heartbeat(interval=self.state.heartbeat_interval_s)
+        heart.start(time.monotonic())
+        stop_task = asyncio.ensure_future(self._stop.wait())
+        recv_task: asyncio.Future[Any] = asyncio.ensure_future(ws.recv())
+        try:
+            while True:
+                assert heart.next_at is not None
+                timeout = max(0.0, heart.next_at - time.monotonic())
+                done, _ = await asyncio.wait(
+                    {recv_task, stop_task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                if stop_task in done:
+                    await ws.close(1001, "gateway stopping")
+                    return
+                if recv_task in done:
+                    raw = recv_task.result()  # raises ConnectionClosed when the socket ends
+                    recv_task = asyncio.ensure_future(ws.recv())
+                    msg, replies = self._handle_frame(raw)
+                    if isinstance(msg, p.HeartbeatReply):
+                        heart.on_reply()
+                    await self._send_all(ws, replies)
+                action = heart.poll(time.monotonic())
+                if action == "dead":
+                    log.warning(
+                        "portal stopped answering heartbeats; reconnecting",
+                        extra={"missed": heart.unanswered},
+                    )
+                    ws.transport.abort()
+                    return
+                if action == "send":
+                    await ws.send(p.dump(p.Heartbeat()))
+                    self._expire()
+        finally:
+            for task in (recv_task, stop_task):
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+
+    @staticmethod
+    async def _send_all(ws: Any, messages: Sequence[p.GatewayMessage]) -> None:
+        for m in messages:
+            await ws.send(p.dump(m))
+
+    def _expire(self) -> None:
+        step = self.state.expire(time.time())
+        if step.commands:
+            self.core.apply(step.commands)
+            self.state.commit(step)
+            log.info("authorizations expired", extra={"peers": self.state.peer_count})
+
+    def _handle_frame(self, raw: str | bytes) -> tuple[p.Message | None, list[p.GatewayMessage]]:
+        try:
+            msg = p.parse_message(raw, sender="portal")
+        except p.ProtocolError as exc:
+            log.warning("invalid message from the portal", extra={"reason": exc.reason})
+            return None, []
+        assert not isinstance(msg, p.Heartbeat | p.AuthorizationAck)
+        return msg, self.handle(msg)
+
+    def handle(self, msg: p.PortalMessage) -> list[p.GatewayMessage]:
+        """Apply one portal message; returns the replies to send."""
+        if isinstance(msg, p.TokenRotated):
+            self._store_token(msg.token)
+            return []
+        if isinstance(msg, p.Error):
+            log.warning("portal reported an error", extra={"code": msg.code, "why": msg.reason})
+            return []
+        if isinstance(msg, p.HeartbeatReply):
+            return []
+        previous = (self.state.ipv4, self.state.ipv6)
+        step = self.state.handle(msg, time.time())
+        try:
+            self.core.apply(step.commands)
+        except (ValueError, KeyError) as exc:
+            log.error(
+                "could not apply a portal message",
+                extra={"type": msg.TYPE, "error": f"{type(exc).__name__}: {exc}"},
+            )
+            if isinstance(msg, p.CreateAuthorization):
+                return [p.Error("authorization_failed", str(exc), msg.authorization.id)]
+            return []
+        self.state.commit(step)
+        self._log_step(msg, step)
+        if isinstance(msg, p.Init):
+            self.inits += 1
+            if self.inits > 1 and previous != (msg.ipv4, msg.ipv6):
+                log.warning(
+                    "the portal changed this gateway's tunnel addresses; restart to apply",
+                    extra={"ipv4": str(msg.ipv4), "ipv6": str(msg.ipv6)},
+                )
+            self.on_init(self.state)
+        return step.replies
+
+    def _log_step(self, msg: p.PortalMessage, step: ps.Step) -> None:
+        extra: dict[str, Any] = {"changes": len(step.commands), "peers": self.state.peer_count}
+        if isinstance(msg, p.Init):
+            extra.update(
+                gateway_id=str(msg.gateway_id),
+                static_peers=len(msg.static_peers),
+                authorizations=len(msg.authorizations),
+                reconnect=self.inits > 0,
+            )
+        elif isinstance(msg, p.CreateAuthorization):
+            extra.update(
+                authorization_id=str(msg.authorization.id),
+                resource_id=str(msg.authorization.resource.id),
+            )
+        elif isinstance(msg, p.RejectAccess):
+            extra.update(authorization_ids=",".join(str(i) for i in msg.authorization_ids))
+            if msg.resource_id is not None:
+                extra.update(resource_id=str(msg.resource_id))
+        elif isinstance(msg, p.ResourceUpdated):
+            extra.update(resource_id=str(msg.resource.id))
+        elif isinstance(msg, p.AddStaticPeer):
+            extra.update(peer=msg.peer.public_key, resources=len(msg.peer.resources))
+        elif isinstance(msg, p.RemoveStaticPeer):
+            extra.update(peer=msg.public_key)
+        log.info(msg.TYPE, extra=extra)
+
+    def _store_token(self, token: str) -> None:
+        path = self.options.token_file or (self.options.state_dir / "token")
+        try:
+            _write_private(path, token + "\n")
+        except OSError as exc:
+            extra = {"path": str(path), "error": exc.strerror}
+            log.error("could not store the rotated token", extra=extra)
+        self.tokens = [token, *(t for t in self.tokens if t != token)]
+        log.info("gateway token rotated", extra={"path": str(path)})
+
+
+# --- the process -------------------------------------------------------------------------------
+
+
+class _PortalThread:
+    """The asyncio loop of the `PortalClient`, in a daemon thread."""
+
+    def __init__(self, client: PortalClient) -> None:
+        self.client = client
+        self.exit_code: int | None = None
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._main, name="fz-portal", daemon=True)
+
+    def _main(self) -> None:
+        try:
+            self.exit_code = asyncio.run(self.client.run())
+        except BaseException:
+            log.exception("portal connection failed")
+            self.exit_code = 1
+        finally:
+            self.done.set()
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.client.stop_threadsafe()
+        self.done.wait(timeout)
+
+
+def run(options: Options) -> int:
+    """Run the agent until a signal or a refusal by the portal; returns the exit code."""
+    from agents.io.runtime import DataPlaneSpec, serve, wall_offset
+    from agents.wireguard.device import Device
+
+    options.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_key = load_or_create_private_key(options.state_dir)
+    public_key = public_key_of(private_key)
+    device = Device(private_key, wall_offset=wall_offset())
+    shared = SharedCore(GatewayCore(device), wall_offset)
+    first_init = threading.Event()
+    stop = threading.Event()
+    client = PortalClient(options, public_key, shared, on_init=lambda _s: first_init.set())
+    portal = _PortalThread(client)
+
+    def wake_on_portal_exit() -> None:
+        portal.done.wait()
+        stop.set()
+        first_init.set()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("stopping", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+        first_init.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    log.info(
+        "gateway agent starting",
+        extra={
+            "version": AGENT_VERSION,
+            "external_id": options.external_id,
+            "name": options.name,
+            "public_key": public_key,
+            "portal_url": options.portal_url,
+        },
+    )
+    portal.start()
+    threading.Thread(target=wake_on_portal_exit, name="fz-portal-watch", daemon=True).start()
+    try:
+        first_init.wait()
+        if stop.is_set():
+            return portal.exit_code if portal.exit_code is not None else EXIT_OK
+        state = client.state
+        assert state.ipv4 is not None and state.ipv6 is not None
+        spec = DataPlaneSpec(
+            addresses=[
+                ipaddress.ip_interface(f"{state.ipv4}/32"),
+                ipaddress.ip_interface(f"{state.ipv6}/128"),
+            ],
+            routes=[TUNNEL_IPV4, TUNNEL_IPV6],
+            listen_port=options.listen_port,
+            ifname=options.ifname,
+            io_mode=options.io_mode,
+            masquerade=True,
+            extra_log={"gateway_id": str(state.gateway_id)},
+        )
+        code = serve(shared, spec, stop=stop)
+        return portal.exit_code if portal.exit_code not in (None, EXIT_OK) else code
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        portal.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from agents.logging import configure
+
+    args = build_parser().parse_args(argv)
+    configure(json_logs=args.log_json, level=args.log_level)
+    try:
+        options = options_from_args(args, os.environ)
+        return run(options)
+    except ConfigurationError as exc:
+        log.error("configuration error", extra={"error": str(exc)})
+        return EXIT_CONFIG
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
