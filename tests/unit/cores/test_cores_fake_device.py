@@ -171,3 +171,15 @@ def test_icmp_replies_are_rate_limited_per_peer() -> None:
     # Tokens come back with time.
     replies = [len(core.handle_network_input(bad, EP, 100.25).udp) - 1 for _ in range(40)]
     assert sum(replies) == int(0.25 * ICMP_RATE)
+
+
+def test_tun_batches_and_route_lookups() -> None:
+    core, _ = gateway()
+    reply = build.udp("10.0.0.1", "100.64.0.2", 53, 1)
+    stray = build.udp("10.7.0.1", "100.64.0.2", 53, 1)
+    out = core.handle_tun_batch([reply, stray, reply], 0)
+    assert [t.data for t in out.udp] == [b"E" + reply, b"E" + reply]
+    assert core.route(reply, 0) == PEER
+    assert core.route(stray, 0) is None
+    assert core.counters["forwarded_to_peer"] == 3
+    assert core.counters["dropped_no_route"] == 2
