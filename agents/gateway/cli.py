@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if any(a == "--portal-url" or a.startswith("--portal-url=") for a in raw):
+        from agents.gateway.portal import main as portal_main  # portal mode: its own flags
+
+        return portal_main(raw)
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.log_json, args.log_level)
