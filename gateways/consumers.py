@@ -238,8 +238,9 @@ class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self.send(
                 text_data=protocol.dump(protocol.Error(code=code.name.lower(), reason=reason))
             )
-        await self.close(code=int(code), reason=reason)
+        # Presence first: once the agent sees the close, the portal already shows it offline.
         await self._cleanup()
+        await self.close(code=int(code), reason=reason)
 
     async def disconnect(self, code: int) -> None:
         await self._cleanup()

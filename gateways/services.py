@@ -301,7 +301,7 @@ def _pick_gateway(
 def _adopt_static_devices(gateway: Gateway) -> None:
     """Give ``gateway`` the site's static devices that have no online gateway (init sends them)."""
     orphans = (
-        StaticDeviceAssignment.objects.select_for_update()
+        StaticDeviceAssignment.objects.select_for_update(of=("self",))
         .filter(account_id=gateway.account_id, site_id=gateway.site_id)
         .filter(Q(gateway__isnull=True) | Q(gateway__online=False))
         .exclude(gateway_id=gateway.pk)
@@ -350,7 +350,7 @@ def disconnect_gateway(
     gateway = Gateway.objects.get(pk=gateway_id)
     pushes: list[tuple[uuid.UUID, protocol.PortalMessage]] = []
     assignments = (
-        StaticDeviceAssignment.objects.select_for_update()
+        StaticDeviceAssignment.objects.select_for_update(of=("self",))
         .filter(gateway_id=gateway_id)
         .select_related("device")
     )
@@ -581,7 +581,7 @@ def _sync_device(device: ClientDevice, now: datetime | None = None) -> bool:
     desired = _desired_static_access(device, now)
     existing = {
         a.site_id: a
-        for a in StaticDeviceAssignment.objects.select_for_update()
+        for a in StaticDeviceAssignment.objects.select_for_update(of=("self",))
         .filter(device_id=device.pk)
         .select_related("gateway")
     }
