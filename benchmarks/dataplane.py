@@ -30,9 +30,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from agents.io.driver import MODES  # noqa: E402
 from agents.io.nft import masquerade_ruleset  # noqa: E402
 from tests.e2e import netns  # noqa: E402
-from tests.e2e.netns import Lab, ThreeHop, WgPeer, three_hop  # noqa: E402
+from tests.e2e.netns import (  # noqa: E402
+    KeyPair,
+    Lab,
+    ThreeHop,
+    WgPeer,
+    client_toml,
+    gateway_toml,
+    start_agent,
+    three_hop,
+)
 
 GW_TUN_IP = "100.64.0.1"
 CLIENT_TUN_IP = "100.64.0.2"
@@ -114,6 +124,48 @@ def wg_go_pair(lab: Lab, topo: ThreeHop) -> tuple[int, int]:
     return cl.pid, gw.pid
 
 
+def _our_gateway(lab: Lab, topo: ThreeHop, mode: str, gw: KeyPair, cl: KeyPair) -> int:
+    config = gateway_toml(
+        gw.private,
+        GW_TUN_IP,
+        [{"public_key": cl.public, "ipv4": CLIENT_TUN_IP,
+          "resources": [{"id": "lan", "type": "cidr", "address": topo.resource_net}]}],
+        listen_port=PORT,
+    )  # fmt: skip
+    return start_agent(lab, topo.gateway, "gateway", config, io_mode=mode).pid
+
+
+def wg_go_through_ours(mode: str) -> Callable[[Lab, ThreeHop], tuple[int, int]]:
+    def setup(lab: Lab, topo: ThreeHop) -> tuple[int, int]:
+        gw_keys, cl_keys = netns.genkey(), netns.genkey()
+        gw_pid = _our_gateway(lab, topo, mode, gw_keys, cl_keys)
+        cl = lab.wireguard_go(
+            topo.client, address=f"{CLIENT_TUN_IP}/32", keys=cl_keys,
+            peers=[WgPeer(gw_keys.public, [f"{GW_TUN_IP}/32", topo.resource_net],
+                          endpoint=f"{topo.gateway_ip}:{PORT}")],
+            routes=[topo.resource_net],
+        )  # fmt: skip
+        return cl.pid, gw_pid
+
+    return setup
+
+
+def ours_pair(mode: str) -> Callable[[Lab, ThreeHop], tuple[int, int]]:
+    def setup(lab: Lab, topo: ThreeHop) -> tuple[int, int]:
+        gw_keys, cl_keys = netns.genkey(), netns.genkey()
+        gw_pid = _our_gateway(lab, topo, mode, gw_keys, cl_keys)
+        config = client_toml(
+            cl_keys.private,
+            CLIENT_TUN_IP,
+            [{"public_key": gw_keys.public, "endpoint": f"{topo.gateway_ip}:{PORT}",
+              "resources": [topo.resource_net]}],
+        )  # fmt: skip
+        client = start_agent(lab, topo.client, "client", config, io_mode=mode)
+        return client.pid, gw_pid
+
+    return setup
+
+
 def run_scenario(
     name: str,
     setup: Callable[[Lab, ThreeHop], tuple[int, int]],
@@ -175,6 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--only", choices=["a", "b", "c", "hs"], action="append")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     args = parser.parse_args(argv)
     reason = netns.missing_requirements()
     if reason:
@@ -183,12 +236,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     only = set(args.only or ["a", "b", "c", "hs"])
     result: dict[str, object] = {"seconds": args.seconds, "runs": args.runs, "cpus": os.cpu_count()}
     started = time.monotonic()
+    a: Figures | None = None
     if "a" in only:
         a = run_scenario("(a) wireguard-go -> wg-go", wg_go_pair, args.seconds, args.runs)
         result["wg_go_mbps"] = round(a.mbps, 1)
         result["wg_go_cpu_s_per_gbit"] = round(a.cpu_gateway, 3)
         result["wg_go_total_cpu_s_per_gbit"] = round(a.cpu_total, 3)
         result["wg_go"] = a.as_dict()
+    per_mode: dict[str, dict[str, object]] = {}
+    gateways: dict[str, Figures] = {}
+    pairs: dict[str, Figures] = {}
+    for mode in args.modes:
+        entry: dict[str, object] = {}
+        if "b" in only:
+            name = f"(b) wg-go -> ours [{mode}]"
+            gateways[mode] = run_scenario(name, wg_go_through_ours(mode), args.seconds, args.runs)
+            entry["gateway"] = gateways[mode].as_dict()
+        if "c" in only:
+            pairs[mode] = run_scenario(f"(c) ours -> ours [{mode}]", ours_pair(mode),
+                                       args.seconds, args.runs)  # fmt: skip
+            entry["pair"] = pairs[mode].as_dict()
+        per_mode[mode] = entry
+    if per_mode:
+        result["modes"] = per_mode
+        # The default is chosen on the gateway figure (b), what operators run; else on (c).
+        ranking = gateways or pairs
+        default = max(ranking, key=lambda m: ranking[m].mbps)
+        result["default_mode"] = default
+        if default in gateways:
+            g = gateways[default]
+            result["gateway_mbps"] = round(g.mbps, 1)
+            result["gateway_cpu_s_per_gbit"] = round(g.cpu_gateway, 3)
+            if a is not None:
+                result["gateway_vs_wg_go_throughput"] = round(g.mbps / a.mbps, 2)
+                result["gateway_vs_wg_go_cpu"] = round(g.cpu_gateway / a.cpu_gateway, 2)
+        if default in pairs:
+            p = pairs[default]
+            result["pair_mbps"] = round(p.mbps, 1)
+            result["pair_total_cpu_s_per_gbit"] = round(p.cpu_total, 3)
+            if a is not None:
+                result["pair_vs_wg_go_throughput"] = round(p.mbps / a.mbps, 2)
+                result["pair_vs_wg_go_cpu"] = round(p.cpu_total / a.cpu_total, 2)
     if "hs" in only:
         rate, responder, done = handshakes_per_second()
         print(

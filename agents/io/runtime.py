@@ -30,7 +30,8 @@ from .udp import open_udp
 
 log = logging.getLogger(__name__)
 
-DEFAULT_IO_MODE = "threads"
+# The fastest mode measured by benchmarks/dataplane.py (docs/dataplane.md has the table).
+DEFAULT_IO_MODE = "offload"
 
 
 @dataclass
