@@ -46,8 +46,11 @@ async def test_it_refuses_a_revoked_token(site: Site) -> None:
 
 async def test_it_refuses_an_expired_token(site: Site) -> None:
     issued = await db(services.issue_gateway_token)(site)
-    await db(lambda: Token.objects.filter(pk=issued.token.pk).update(
-        expires_at=timezone.now() - timezone.timedelta(seconds=1)))()
+    await db(
+        lambda: Token.objects.filter(pk=issued.token.pk).update(
+            expires_at=timezone.now() - timezone.timedelta(seconds=1)
+        )
+    )()
     code, _ = await refused(issued.secret)
     assert code == CloseCode.UNAUTHORIZED
 
@@ -94,7 +97,8 @@ async def test_init_carries_the_gateway_addresses_and_creates_the_gateway(
     acme: Account, site: Site, token: str
 ) -> None:
     key = new_key()
-    gateway, init = await open_gateway(token, ws_path(public_key=key, endpoint="198.51.100.1:51821"))
+    path = ws_path(public_key=key, endpoint="198.51.100.1:51821")
+    gateway, init = await open_gateway(token, path)
     assert init is not None
     row = await db(lambda: Gateway.objects.for_account(acme).get())()
     assert init["gateway_id"] == str(row.pk)

@@ -42,8 +42,9 @@ ALL_MESSAGES: list[p.Message] = [
         ipv4=IPv4Address("100.64.0.1"),
         ipv6=IPv6Address("fd00:2021:1111::1"),
         static_peers=(
-            p.StaticPeer(KEY, PSK, IPv4Address("100.64.0.3"), IPv6Address("fd00:2021:1111::3"),
-                         (resource(),)),
+            p.StaticPeer(
+                KEY, PSK, IPv4Address("100.64.0.3"), IPv6Address("fd00:2021:1111::3"), (resource(),)
+            ),
         ),
         authorizations=(authorization(),),
     ),
@@ -90,18 +91,21 @@ def test_it_refuses_messages_from_the_wrong_side() -> None:
         ('{"type": "reject_access", "authorization_ids": []}', "nothing to reject"),
         ('{"type": "reject_access", "resource_id": "' + str(uuid.uuid4()) + '"}', "together"),
         (
-            '{"type": "resource_updated", "resource": {"id": "' + str(uuid.uuid4())
+            '{"type": "resource_updated", "resource": {"id": "'
+            + str(uuid.uuid4())
             + '", "type": "cidr", "address": "10.0.0.0/8", "filters": [{"protocol": "sctp"}]}}',
             "protocol",
         ),
         (
-            '{"type": "resource_updated", "resource": {"id": "' + str(uuid.uuid4())
+            '{"type": "resource_updated", "resource": {"id": "'
+            + str(uuid.uuid4())
             + '", "type": "cidr", "address": "10.0.0.0/8", '
             '"filters": [{"protocol": "tcp", "ports": ["0"]}]}}',
             "1-65535",
         ),
         (
-            '{"type": "resource_updated", "resource": {"id": "' + str(uuid.uuid4())
+            '{"type": "resource_updated", "resource": {"id": "'
+            + str(uuid.uuid4())
             + '", "type": "ip", "address": "10.0.0.0/8"}}',
             "single address",
         ),
