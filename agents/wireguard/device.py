@@ -54,6 +54,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from hmac import compare_digest
+from typing import Any, cast
 
 from cryptography.exceptions import InvalidTag
 
@@ -65,11 +66,8 @@ from .constants import (
     KEEPALIVE_TIMEOUT,
     QUEUE_SIZE,
     REJECT_AFTER_MESSAGES,
-    REJECT_AFTER_TIME,
     REKEY_AFTER_MESSAGES,
-    REKEY_AFTER_TIME,
     REKEY_ATTEMPT_TIME,
-    REKEY_ON_RECEIVE_AGE,
     REKEY_TIMEOUT,
     REKEY_TIMEOUT_JITTER_MAX,
     REPLAY_WINDOW,
@@ -136,14 +134,26 @@ _PADDING = bytes(16)
 _ZERO_MAC = bytes(16)
 _INF = math.inf
 _WINDOW_MASK = (1 << REPLAY_WINDOW) - 1
+_NEW_HANDSHAKE_AFTER = KEEPALIVE_TIMEOUT + REKEY_TIMEOUT
+_KEEPALIVE_TIMEOUT = KEEPALIVE_TIMEOUT
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Transmit:
     """A UDP datagram to send."""
 
     endpoint: Endpoint
     data: bytes
+
+    def __init__(self, endpoint: Endpoint, data: bytes) -> None:
+        # The dataclass-generated frozen __init__ goes through object.__setattr__, which costs
+        # more than the rest of a packet's bookkeeping; the slot descriptors are direct.
+        _set_endpoint(self, endpoint)
+        _set_data(self, data)
+
+
+_set_endpoint = cast(Any, Transmit.__dict__["endpoint"]).__set__
+_set_data = cast(Any, Transmit.__dict__["data"]).__set__
 
 
 @dataclass(slots=True)
@@ -322,11 +332,7 @@ class Device:
         if peer is None or peer.endpoint is None:
             return False
         kp = peer.current
-        return (
-            kp is not None
-            and now - kp.created < REJECT_AFTER_TIME
-            and kp.send_counter < REJECT_AFTER_MESSAGES
-        )
+        return kp is not None and now < kp.expires_at and kp.send_counter < REJECT_AFTER_MESSAGES
 
     # ----------------------------------------------------------------- data path
 
@@ -338,16 +344,13 @@ class Device:
         if peer is None:
             return []
         kp = peer.current
-        endpoint = peer.endpoint
         if (
             kp is None
-            or endpoint is None
-            or now - kp.created >= REJECT_AFTER_TIME
-            or kp.send_counter >= REJECT_AFTER_MESSAGES
+            or now >= kp.send_rekey_at
+            or kp.send_counter >= REKEY_AFTER_MESSAGES
+            or peer.endpoint is None
         ):
-            peer.queue.append(packet)
-            t = self._initiate(peer, now, False)
-            return [t] if t is not None else []
+            return self._encapsulate_slow(peer, packet, now)
         counter = kp.send_counter
         kp.send_counter = counter + 1
         pad = -len(packet) & 15
@@ -359,17 +362,43 @@ class Device:
         peer.keepalive_due = None
         peer.last_traversal = now
         if packet and peer.new_handshake_due is None:
-            due = now + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT
+            due = now + _NEW_HANDSHAKE_AFTER
             peer.new_handshake_due = due
             if due < self._next_timer:
                 self._next_timer = due
-        out = [Transmit(endpoint, data)]
-        if (kp.is_initiator and now - kp.created >= REKEY_AFTER_TIME) or (
-            counter >= REKEY_AFTER_MESSAGES
+        return [Transmit(peer.endpoint, data)]
+
+    def _encapsulate_slow(self, peer: Peer, packet: bytes, now: float) -> list[Transmit]:
+        """No session, an old one, or none yet usable for sending."""
+        kp = peer.current
+        endpoint = peer.endpoint
+        if (
+            kp is None
+            or endpoint is None
+            or now >= kp.expires_at
+            or kp.send_counter >= REJECT_AFTER_MESSAGES
         ):
+            peer.queue.append(packet)
             t = self._initiate(peer, now, False)
-            if t is not None:
-                out.append(t)
+            return [t] if t is not None else []
+        # Still usable, but due for a rekey: send on it and start a handshake.
+        counter = kp.send_counter
+        kp.send_counter = counter + 1
+        pad = -len(packet) & 15
+        if pad:
+            packet += _PADDING[:pad]
+        data = _PACK_HEADER(MESSAGE_DATA, kp.remote_index, counter) + kp.send.encrypt(
+            _PACK_NONCE(counter), packet, None
+        )
+        peer.keepalive_due = None
+        peer.last_traversal = now
+        if packet and peer.new_handshake_due is None:
+            peer.new_handshake_due = now + _NEW_HANDSHAKE_AFTER
+            self._next_timer = min(self._next_timer, peer.new_handshake_due)
+        out = [Transmit(endpoint, data)]
+        t = self._initiate(peer, now, False)
+        if t is not None:
+            out.append(t)
         return out
 
     def encrypt_batch(
@@ -388,7 +417,7 @@ class Device:
         if (
             kp is None
             or endpoint is None
-            or now - kp.created >= REJECT_AFTER_TIME
+            or now >= kp.expires_at
             or kp.send_counter >= REJECT_AFTER_MESSAGES
         ):
             peer.queue.extend(packets)
@@ -416,14 +445,12 @@ class Device:
         peer.keepalive_due = None
         peer.last_traversal = now
         if data_sent and peer.new_handshake_due is None:
-            due = now + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT
+            due = now + _NEW_HANDSHAKE_AFTER
             peer.new_handshake_due = due
             if due < self._next_timer:
                 self._next_timer = due
         others: list[Transmit] = []
-        if (kp.is_initiator and now - kp.created >= REKEY_AFTER_TIME) or (
-            counter > REKEY_AFTER_MESSAGES
-        ):
+        if now >= kp.send_rekey_at or counter > REKEY_AFTER_MESSAGES:
             t = self._initiate(peer, now, False)
             if t is not None:
                 others.append(t)
@@ -466,7 +493,7 @@ class Device:
             back = top - counter
             if back >= REPLAY_WINDOW or (kp.window_bits >> back) & 1:
                 return _dropped("replayed counter")
-        if now - kp.created >= REJECT_AFTER_TIME:
+        if now >= kp.expires_at:
             return _dropped("expired session")
         try:
             plain = kp.recv.decrypt(_PACK_NONCE(counter), data[16:], None)
@@ -478,7 +505,10 @@ class Device:
             shift = counter - top
             if shift >= REPLAY_WINDOW:
                 kp.window_bits = 1
+            elif shift == 1 and counter & 0x3FF:
+                kp.window_bits = (kp.window_bits << 1) | 1
             else:
+                # Trim the bits that fell out of the window now and then, not per packet.
                 kp.window_bits = ((kp.window_bits << shift) | 1) & _WINDOW_MASK
             kp.window_top = counter
         else:
@@ -493,11 +523,7 @@ class Device:
             if kp is peer.next:
                 self._confirm_next(peer, now)
                 transmits = self._flush(peer, now)
-        elif (
-            kp.is_initiator
-            and not peer.sent_last_minute_handshake
-            and now - kp.created >= REKEY_ON_RECEIVE_AGE
-        ):
+        elif now >= kp.recv_rekey_at and not peer.sent_last_minute_handshake:
             peer.sent_last_minute_handshake = True
             t = self._initiate(peer, now, False)
             if t is not None:
@@ -505,7 +531,7 @@ class Device:
         if not plain:
             return Decapsulated(peer.public, None, transmits)
         if peer.keepalive_due is None:
-            due = now + KEEPALIVE_TIMEOUT
+            due = now + _KEEPALIVE_TIMEOUT
             peer.keepalive_due = due
             if due < self._next_timer:
                 self._next_timer = due
