@@ -89,7 +89,9 @@ filters = st.one_of(
 def rules(draw: st.DrawFn, rid: str) -> ResourceRule:
     if draw(st.integers(0, 5)) == 0:
         return ResourceRule(rid, "internet", (), tuple(draw(st.lists(filters, max_size=2))))
-    nets = tuple(ip_network(n) for n in draw(st.lists(st.sampled_from(NETWORKS), min_size=1, max_size=2)))
+    nets = tuple(
+        ip_network(n) for n in draw(st.lists(st.sampled_from(NETWORKS), min_size=1, max_size=2))
+    )
     return ResourceRule(rid, "cidr", nets, tuple(draw(st.lists(filters, max_size=3))))
 
 
@@ -141,6 +143,33 @@ class Model:
             ):
                 return FORWARD
         return REJECT
+
+    def routes_reply(
+        self, src: IPv4Address | IPv6Address, proto: str, sport: int, icmp_type: int, now: float
+    ) -> bool:
+        """Would a reply from `src` to the peer be routed? (the reverse of `verdict`)"""
+        if src in (TUNNEL_IPV4 if src.version == 4 else TUNNEL_IPV6):
+            return False
+        for rid, exp in self.auths.values():
+            if exp is not None and now >= exp:
+                continue
+            rule = self.resources[rid]
+            if rule.kind == "internet":
+                if any(src in n for n in NOT_INTERNET if n.version == src.version):
+                    continue
+            elif not any(src in n for n in rule.networks if n.version == src.version):
+                continue
+            if not rule.filters:
+                return True
+            for f in rule.filters:
+                if f.protocol == "icmp":
+                    if proto == "icmp" and icmp_type in (0, 129):
+                        return True
+                elif f.protocol == proto and (
+                    not f.ports or any(r.start <= sport <= r.end for r in f.ports)
+                ):
+                    return True
+        return False
 
     @staticmethod
     def passes(f: Filter, proto: str, dport: int, icmp_type: int) -> bool:
@@ -215,3 +244,15 @@ def test_the_firewall_agrees_with_the_model(
         )
         expected = model.verdict(src, dst, proto.split("-")[0], port, icmp_type, now)
         assert fw.decide_outbound(PEER, pkt, now) is expected, (dst_text, proto, port)
+        # The same flow backwards: a reply from the resource, read from TUN.
+        if spoofed:
+            continue
+        if proto == "tcp":
+            back = build.tcp(dst, src, port, 40000)
+        elif proto == "udp":
+            back = build.udp(dst, src, port, 40000)
+        else:
+            back = build.icmp_echo(dst, src, reply=proto != "icmp-reply")
+        back_type = {0: 8, 8: 0, 128: 129, 129: 128}[icmp_type]
+        routed = model.routes_reply(dst, proto.split("-")[0], port, back_type, now)
+        assert fw.route_inbound(back, now) == (PEER if routed else None), (dst_text, proto, port)
