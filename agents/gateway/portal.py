@@ -319,6 +319,7 @@ class PortalClient:
         self.tokens = list(options.tokens)
         self.connected = False
         self.inits = 0
+        self._announced: p.CloseCode | None = None
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -376,6 +377,7 @@ class PortalClient:
         from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
         assert self._stop is not None
+        self._announced = None
         try:
             async with connect(
                 self.url(),
@@ -393,8 +395,7 @@ class PortalClient:
                     await self._serve(ws)
                 finally:
                     self.connected = False
-                rcvd = ws.close_code
-                return rcvd
+                return self._close_code(ws.close_code)
         except InvalidStatus as exc:
             log.warning(
                 "portal rejected the websocket handshake",
@@ -402,13 +403,20 @@ class PortalClient:
             )
             return None
         except ConnectionClosed as exc:
-            code = exc.rcvd.code if exc.rcvd is not None else None
+            code = self._close_code(exc.rcvd.code if exc.rcvd is not None else None)
             reason = exc.rcvd.reason if exc.rcvd is not None else ""
             log.warning("portal connection closed", extra={"close_code": code, "reason": reason})
             return code
         except (OSError, TimeoutError, WebSocketException) as exc:
             log.warning("portal unreachable", extra={"error": f"{type(exc).__name__}: {exc}"})
             return None
+
+    def _close_code(self, received: int | None) -> int | None:
+        """The received close code, or the one the portal announced in an error frame when
+        the server did not pass a 4000-range code through."""
+        if received is not None and 4000 <= received < 5000:
+            return received
+        return int(self._announced) if self._announced is not None else received
 
     async def _serve(self, ws: Any) -> None:
         assert self._stop is not None
@@ -491,6 +499,9 @@ class PortalClient:
             return []
         if isinstance(msg, p.Error):
             log.warning("portal reported an error", extra={"code": msg.code, "why": msg.reason})
+            # The portal names its close code in an error frame right before closing, because
+            # not every ASGI server passes the close code/reason through.
+            self._announced = p.CloseCode.__members__.get(msg.code.upper(), self._announced)
             return []
         if isinstance(msg, p.HeartbeatReply):
             return []
