@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from firezone_site import health
 
@@ -7,4 +7,7 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("django-admin/", admin.site.urls),
+    path("", include("accounts.urls")),
+    path("", include("policies.urls")),
+    path("", include("gateways.urls")),
 ]

@@ -1,0 +1,35 @@
+"""Web UI forms for sites and static devices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+
+class SiteForm(forms.Form):
+    name = forms.CharField(max_length=255)
+
+
+class DeviceForm(forms.Form):
+    actor = forms.CharField(
+        label="User email",
+        max_length=254,
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+        help_text="The user or admin the device belongs to.",
+    )
+    name = forms.CharField(
+        max_length=255, widget=forms.TextInput(attrs={"placeholder": "e.g. Laptop"})
+    )
+    public_key = forms.CharField(
+        label="WireGuard public key",
+        max_length=64,
+        required=False,
+        help_text="Leave empty and the portal generates a key pair; the private key is shown "
+        "once, in the config, and never stored.",
+    )
+
+    def __init__(self, *args: Any, choose_actor: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not choose_actor:
+            del self.fields["actor"]
