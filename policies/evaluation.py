@@ -50,6 +50,8 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import functools
+import json
 import math
 import uuid
 from collections.abc import Iterable, Sequence
@@ -74,6 +76,7 @@ __all__ = [
     "evaluate",
     "parse_condition",
     "parse_conditions",
+    "parse_conditions_cached",
 ]
 
 Property = Literal[
@@ -541,6 +544,24 @@ def parse_conditions(raw: Any) -> tuple[Condition, ...]:
         seen[cond.property] = index
         out.append(cond)
     return tuple(out)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_conditions_text(text: str) -> tuple[Condition, ...]:
+    return parse_conditions(json.loads(text))
+
+
+def parse_conditions_cached(raw: Any) -> tuple[Condition, ...]:
+    """`parse_conditions`, memoized on the JSON text of `raw`: for stored conditions on the
+    request path. Equal inputs get the very same Condition objects back, so the time-window
+    memo carries over between requests and nothing is compiled twice."""
+    try:
+        # Key order only changes the hit rate; valid conditions are str/list data, which JSON
+        # text represents exactly.
+        text = json.dumps(raw)
+    except (TypeError, ValueError):
+        return parse_conditions(raw)  # not JSON (so never stored): parse to raise the error
+    return _parse_conditions_text(text)
 
 
 def conditions_to_json(conds: Iterable[Condition]) -> list[dict[str, Any]]:

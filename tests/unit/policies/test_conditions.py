@@ -194,3 +194,18 @@ def test_time_windows_accept_24_00_as_the_end_of_the_day() -> None:
         [cond("current_utc_datetime", "is_in_day_of_week_time_ranges", "S/18:00-24:00/UTC")]
     )
     assert c.values == ("S/18:00-24:00/UTC",)
+
+
+def test_cached_parsing_returns_the_same_compiled_conditions() -> None:
+    from policies.evaluation import parse_conditions_cached
+
+    raw = [cond("remote_ip", "is_in_cidr", "10.0.0.0/8"), cond("client_verified", "is", "true")]
+    first = parse_conditions_cached(raw)
+    again = parse_conditions_cached([dict(c) for c in raw])
+    assert first is again
+    assert first == parse_conditions(raw)
+    assert parse_conditions_cached([cond("client_verified", "is", "true")]) != first
+    with pytest.raises(InvalidInput):
+        parse_conditions_cached([cond("client_verified", "is", "false")])
+    with pytest.raises(InvalidInput):
+        parse_conditions_cached([cond("remote_ip", "is_in_cidr", object())])
