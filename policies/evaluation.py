@@ -19,9 +19,15 @@ A denial carries the conditions that failed, across every applying policy (each 
 in order), so the client can say why; a denial because no policy applies carries none.
 
 Disabled policies, deleted groups and the like are the caller's business: `PolicyRule` only holds
-what is enabled. Everything is compiled when a `Condition` is built (`parse_conditions` or the
-constructor), so `evaluate` does no parsing and allocates nothing on the path that grants apart
-from the `Decision`.
+what is enabled. A remote IP that is IPv4-mapped IPv6 (``::ffff:10.0.0.1``, as dual-stack sockets
+report it) is treated as the IPv4 address, and IPv4-mapped condition ranges are stored as IPv4.
+
+Speed: everything is compiled when a `Condition` is built (`parse_conditions` or the
+constructor): networks to integer pairs, lists to frozensets, time windows to per-zone weekly
+schedules. `evaluate` does no parsing and allocates little beyond the `Decision`. A time
+condition remembers the last open window it found, so while a window stays open its check is two
+comparisons. Compiling costs tens of microseconds, so the request path should keep compiled
+rules (or call `parse_conditions_cached`, which hands out the same objects for equal input).
 
 Time windows (``current_utc_datetime`` / ``is_in_day_of_week_time_ranges``)
 ----------------------------------------------------------------------------

@@ -206,3 +206,18 @@ def test_now_in_any_zone_is_the_same_instant() -> None:
     utc = expires("2026-05-13T10:30:00+00:00", value)
     tokyo = expires("2026-05-13T19:30:00+09:00", value)
     assert utc == tokyo == at("2026-05-13T11:00:00+00:00")
+
+
+def test_santiago_changes_clocks_at_midnight() -> None:
+    # 2026-09-06 04:00 UTC: Saturday 24:00 -04 becomes Sunday 01:00 -03 (midnight never happens).
+    assert expires("2026-09-06T03:00:00+00:00", "S/22:00-24:00/America/Santiago") == at(
+        "2026-09-06T04:00:00+00:00"
+    )
+    # Sunday's window from 00:00 is open from the jump on, and joins Saturday's.
+    values = ("S/22:00-24:00/America/Santiago", "U/00:00-01:30/America/Santiago")
+    assert expires("2026-09-06T03:00:00+00:00", *values) == at("2026-09-06T04:30:00+00:00")
+    # 2026-04-05 03:00 UTC: Saturday 24:00 -03 becomes Saturday 23:00 -04 (the hour repeats).
+    assert expires("2026-04-05T01:30:00+00:00", "S/22:00-24:00/America/Santiago") == at(
+        "2026-04-05T04:00:00+00:00"
+    )
+    assert expires("2026-04-05T04:00:00+00:00", "S/22:00-24:00/America/Santiago") is False
