@@ -524,29 +524,74 @@ class OffloadDriver(ThreadsDriver):
     def _tun_loop(self) -> None:
         fd, size, read = self.tun.fd, self._read_size, os.read
         segment = vnet.segment
-        on_tun = self.engine.on_tun
+        engine = self.engine
+        on_tun = engine.on_tun
+        route = getattr(engine, "route", None)
+        encrypt_batch = getattr(engine, "encrypt_batch", None)
         lock = self.lock
         while not self._stopping:
+            # Drain what is queued: many small frames (ACKs) become one GSO send below.
+            frames: list[bytes] = []
             try:
-                frame = read(fd, size)
+                for _ in range(BATCH):
+                    frames.append(read(fd, size))
             except BlockingIOError:
-                self._wait(fd, None)
-                continue
-            self.stats.tun_rx += 1
+                if not frames:
+                    self._wait(fd, None)
+                    continue
+            self.stats.tun_rx += len(frames)
             now = time.monotonic()
             tun_out: list[bytes] = []
-            tx_out: list[TransmitLike] = []
+            datagrams: list[tuple[Endpoint, bytes]] = []
             with lock:
-                for pkt in segment(frame):
-                    tun, tx = on_tun(pkt, now)
-                    if tx:
-                        tx_out.extend(tx)
-                    if tun:
-                        tun_out.extend(tun)
-            if tx_out:
-                self._send(tx_out)
+                for frame in frames:
+                    segs = segment(frame)
+                    if route is not None and encrypt_batch is not None and len(segs) > 1:
+                        peer = route(segs[0], now)
+                        if peer is None:
+                            continue
+                        ep, sealed, others = encrypt_batch(peer, segs, now)
+                        for t in others:
+                            datagrams.append((t.endpoint, t.data))
+                        if ep is not None:
+                            datagrams.extend([(ep, d) for d in sealed])
+                        continue
+                    for pkt in segs:
+                        tun, tx = on_tun(pkt, now)
+                        for t in tx:
+                            datagrams.append((t.endpoint, t.data))
+                        if tun:
+                            tun_out.extend(tun)
+            if datagrams:
+                self._send_pairs(datagrams)
             if tun_out:
                 self._write_tun(tun_out)
+
+    def _send_pairs(self, pairs: Sequence[tuple[Endpoint, bytes]]) -> None:
+        """Send (endpoint, datagram) pairs, one GSO sendmsg per run of the same endpoint."""
+        n = len(pairs)
+        i = 0
+        while i < n:
+            ep = pairs[i][0]
+            j = i + 1
+            while j < n and pairs[j][0] == ep:
+                j += 1
+            chunk = [d for _, d in pairs[i:j]]
+            try:
+                udpio.send_gso(self.sock, chunk, self._address(ep))
+            except BlockingIOError:
+                self._wait_writable(self.sock.fileno())
+                with contextlib.suppress(OSError):
+                    udpio.send_gso(self.sock, chunk, self._address(ep))
+            except OSError as exc:
+                if exc.errno == errno.EIO:  # GSO refused: fall back to one datagram per call
+                    for d in chunk:
+                        with contextlib.suppress(OSError):
+                            self.sock.sendto(d, self._address(ep))
+                else:
+                    self._count_error("udp_send", exc)
+            i = j
+        self.stats.udp_tx += n
 
     def _udp_loop(self) -> None:
         sock = self.sock

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 from .driver import Endpoint, Output
 
 if TYPE_CHECKING:
-    from agents.wireguard.device import Device
+    from agents.wireguard.device import Device, Transmit
 
 _EMPTY: tuple[()] = ()
 
@@ -52,11 +52,35 @@ class ConnlibCore(Protocol):
     def poll_timeout(self) -> float | None: ...
 
 
+RouteFn = Callable[[bytes, float], "bytes | None"]
+EncryptBatchFn = Callable[
+    [bytes, list[bytes], float], "tuple[Endpoint | None, list[bytes], list[Transmit]]"
+]
+
+
 class CoreEngine:
-    """A core's bound methods under the driver's names (zero per-packet overhead)."""
+    """A core's bound methods under the driver's names (zero per-packet overhead).
+
+    Fast path: when the core can name the peer of a TUN packet without encrypting it
+    (``GatewayCore.route``) and its device seals many packets for one peer at once
+    (``Device.encrypt_batch``), ``route``/``encrypt_batch`` are set and the offload driver
+    routes a TSO super-packet once and seals all its segments in one call: every segment has the
+    same addresses, protocol and ports, so one decision holds for all of them. Otherwise both
+    are None and every segment goes through ``on_tun``.
+    """
+
+    route: RouteFn | None
+    encrypt_batch: EncryptBatchFn | None
 
     def __init__(self, core: ConnlibCore) -> None:
         self.core = core
+        route = getattr(core, "route", None)
+        device = getattr(core, "device", None)
+        encrypt_batch = getattr(device, "encrypt_batch", None)
+        if callable(route) and callable(encrypt_batch):
+            self.route, self.encrypt_batch = route, encrypt_batch
+        else:
+            self.route = self.encrypt_batch = None
         self.on_network: Callable[[bytes, Endpoint, float], Output] = core.handle_network_input
         self.on_tun: Callable[[bytes, float], Output] = core.handle_tun_input
         self.on_timeout: Callable[[float], Output] = core.handle_timeout

@@ -8,8 +8,10 @@ tool output (no ping/tcpdump needed):
   fetch DST PORT PATH           HTTP GET; byte count and sha256 of the body
   echo-server PORT              TCP echo server (runs until killed)
   echo DST PORT NBYTES          send NBYTES, read them back; byte counts both ways and whether equal
-  udp-listen PORT SECONDS       count datagrams arriving on PORT for SECONDS
-  raw-udp SRC DST PORT          one UDP datagram with a forged source address (IP_HDRINCL)
+  udp-listen PORT SECONDS       datagrams arriving on PORT within SECONDS (stops early after one
+                                whose payload ends with "#last")
+  raw-udp SRC DST PORT [TAG]    one UDP datagram with a forged source address (IP_HDRINCL);
+                                the payload names SRC and ends with TAG
 """
 
 from __future__ import annotations
@@ -117,17 +119,21 @@ def udp_listen(port: int, seconds: float) -> dict[str, object]:
     sock.bind(("0.0.0.0", port))
     print(json.dumps({"listening": port}), flush=True)
     sources: list[str] = []
+    payloads: list[str] = []
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
         r, _, _ = select.select([sock], [], [], left)
         if r:
-            _data, (src, _) = sock.recvfrom(65535)
+            data, (src, _) = sock.recvfrom(65535)
             sources.append(src)
-    return {"count": len(sources), "sources": sources}
+            payloads.append(data.decode(errors="replace"))
+            if payloads[-1].endswith("#last"):
+                break
+    return {"count": len(sources), "sources": sources, "payloads": payloads}
 
 
-def raw_udp(src: str, dst: str, port: int) -> dict[str, object]:
-    payload = b"forged-source-probe"
+def raw_udp(src: str, dst: str, port: int, tag: str = "") -> dict[str, object]:
+    payload = f"from {src}{tag}".encode()
     udp_len = 8 + len(payload)
     s, d = socket.inet_aton(src), socket.inet_aton(dst)
     pseudo = s + d + struct.pack("!BBH", 0, 17, udp_len)
@@ -158,7 +164,7 @@ def main(argv: list[str]) -> int:
     elif cmd == "udp-listen":
         result = udp_listen(int(args[0]), float(args[1]))
     elif cmd == "raw-udp":
-        result = raw_udp(args[0], args[1], int(args[2]))
+        result = raw_udp(args[0], args[1], int(args[2]), args[3] if len(args) > 3 else "")
     else:
         print(__doc__, file=sys.stderr)
         return 2

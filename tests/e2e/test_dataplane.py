@@ -162,13 +162,14 @@ def test_wireguard_go_client_reaches_only_its_authorized_resource_through_our_ga
 
     # Spoofing: a datagram whose source is not the peer's tunnel address must not get through,
     # while the very same datagram with the right source does (so the probe itself works).
-    listener = s.topo.resource.probe_background("udp-listen", str(UDP_PORT), "1.5")
+    # The listener stops at the datagram tagged #last, sent after the forged ones on the same path.
+    listener = s.topo.resource.probe_background("udp-listen", str(UDP_PORT), "15")
     s.topo.client.probe("raw-udp", "100.64.0.77", ALLOWED_HOST, str(UDP_PORT))
     s.topo.client.probe("raw-udp", "10.201.0.2", ALLOWED_HOST, str(UDP_PORT))
-    s.topo.client.probe("raw-udp", CLIENT_IP, ALLOWED_HOST, str(UDP_PORT))
-    out, _ = listener.communicate(timeout=10)
+    s.topo.client.probe("raw-udp", CLIENT_IP, ALLOWED_HOST, str(UDP_PORT), "#last")
+    out, _ = listener.communicate(timeout=20)
     heard = json.loads(out.decode().strip().splitlines()[-1])
-    assert heard["count"] == 1, heard
+    assert heard["payloads"] == [f"from {CLIENT_IP}#last"], heard
     # masqueraded: the resource sees the gateway, and needs no route back to the tunnel
     assert heard["sources"] == [s.topo.gateway_lan_ip]
 
