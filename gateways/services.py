@@ -616,6 +616,18 @@ def _sync_device(device: ClientDevice, now: datetime | None = None) -> bool:
             current.resource_ids = resource_ids
             current.save(update_fields=["gateway", "resource_ids"])
             changed.append(current)
+    # The config text changed (e.g. a resource was re-addressed): every gateway of the device
+    # gets the peer again with the current resource addresses.
+    if _refresh_config_version(device.pk):
+        known = {a.pk for a in changed}
+        changed += [
+            a
+            for a in StaticDeviceAssignment.objects.filter(device_id=device.pk)
+            if a.pk not in known
+        ]
+        bumped = True
+    else:
+        bumped = False
     changed = [a for a in changed if a.gateway_id is not None]
     if changed:
         secret = queries.key_secret(device.account_id)
@@ -631,7 +643,6 @@ def _sync_device(device: ClientDevice, now: datetime | None = None) -> bool:
                 )
             )
     presence.send_on_commit(presence.to_gateways(pushes))
-    bumped = _refresh_config_version(device.pk)
     return bool(pushes) or bumped
 
 

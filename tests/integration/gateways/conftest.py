@@ -4,7 +4,7 @@ real ASGI application (Channels routing, Redis channel layer, PostgreSQL)."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -140,3 +140,14 @@ async def connected(token: str) -> AsyncIterator[tuple[Gateway, dict[str, Any]]]
 
 
 db = database_sync_to_async
+
+
+@pytest.fixture(autouse=True)
+def fresh_channel_layer() -> Iterator[None]:
+    """Each test runs its own event loop; channels_redis binds locks to the loop that first used
+    the layer, so every test gets a new layer instance."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
