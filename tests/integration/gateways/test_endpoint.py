@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -48,7 +49,7 @@ async def test_it_refuses_an_expired_token(site: Site) -> None:
     issued = await db(services.issue_gateway_token)(site)
     await db(
         lambda: Token.objects.filter(pk=issued.token.pk).update(
-            expires_at=timezone.now() - timezone.timedelta(seconds=1)
+            expires_at=timezone.now() - timedelta(seconds=1)
         )
     )()
     code, _ = await refused(issued.secret)

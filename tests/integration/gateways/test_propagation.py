@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -51,7 +52,7 @@ def authorize(policy: Policy, actor: Actor, gateway_id: str) -> Authorization:
         actor_email=actor.email,
         resource_name=resource.name,
         resource_address=resource.address,
-        expires_at=timezone.now() + timezone.timedelta(hours=1),
+        expires_at=timezone.now() + timedelta(hours=1),
     )
 
 
@@ -84,7 +85,7 @@ async def test_init_lists_the_active_authorizations_of_the_gateway(
     expired = await db(authorize)(policy, bob, init["gateway_id"])
     await db(
         lambda: Authorization.objects.filter(pk=expired.pk).update(
-            expires_at=timezone.now() - timezone.timedelta(seconds=1)
+            expires_at=timezone.now() - timedelta(seconds=1)
         )
     )()
     revoked = await db(authorize)(policy, bob, init["gateway_id"])
@@ -270,7 +271,7 @@ async def test_expiring_authorizations_pushes_reject_access(
     gateway, init = await open_gateway(token)
     assert init is not None
     auth = await db(authorize)(policy, bob, init["gateway_id"])
-    later = timezone.now() + timezone.timedelta(hours=2)
+    later = timezone.now() + timedelta(hours=2)
     assert await db(services.expire_authorizations)(later) == 1
     message = await gateway.receive_type("reject_access")
     assert message["authorization_ids"] == [str(auth.pk)]
@@ -286,7 +287,7 @@ async def test_rotation_pushes_the_new_token_to_its_holders(
 
     gateway, _ = await open_gateway(token)
     assert await db(services.rotate_gateway_tokens)() == 0  # too young
-    later = timezone.now() + timezone.timedelta(days=31)
+    later = timezone.now() + timedelta(days=31)
     assert await db(services.rotate_gateway_tokens)(later) == 1
     message = await gateway.receive_type("token_rotated")
     assert message["token"].startswith("fzg_") and message["token"] != token

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import configparser
 import uuid
 from typing import Any
 
@@ -44,8 +43,14 @@ def parse_config(text: str) -> tuple[dict[str, str], list[dict[str, str]]]:
     return interface, peers
 
 
-def grant(acme: Account, site: Site, actor: Actor, address: str = "10.1.0.0/24",
-          kind: str = "cidr", name: str = "LAN") -> Any:
+def grant(
+    acme: Account,
+    site: Site,
+    actor: Actor,
+    address: str = "10.1.0.0/24",
+    kind: str = "cidr",
+    name: str = "LAN",
+) -> Any:
     group = account_services.create_group(acme, name=f"g-{name}")
     account_services.add_member(group, actor)
     resource = policy_services.create_resource(
@@ -171,8 +176,7 @@ async def test_devices_spread_over_the_least_loaded_gateways(
         await db(services.register_static_device)(bob, name=f"d{i}")
     loads = await db(
         lambda: sorted(
-            StaticDeviceAssignment.objects.for_account(acme)
-            .values_list("gateway_id", flat=True)
+            StaticDeviceAssignment.objects.for_account(acme).values_list("gateway_id", flat=True)
         )
     )()
     assert len(set(loads)) == 2 and loads.count(loads[0]) == 2
