@@ -263,7 +263,8 @@ class _Windows:
         return memo is not None and memo[0] <= now and (memo[1] is None or now < memo[1])
 
     def covers(self, at: datetime) -> bool:
-        if self._memo_hit(at):
+        memo = self._memo  # _memo_hit, inlined: this is the hot path of a timed grant
+        if memo is not None and memo[0] <= at and (memo[1] is None or at < memo[1]):
             return True
         for week in self.weeks:
             if week.covers(at):
@@ -592,12 +593,12 @@ def _remote_ip(context: ClientContext) -> tuple[int, int] | None:
     ip = context.remote_ip
     if ip is None:
         return None
-    if ip.version == 6:
-        mapped = ip.ipv4_mapped
-        if mapped is not None:
-            return 4, int(mapped)
-        return 6, int(ip)
-    return 4, int(ip)
+    if isinstance(ip, IPv4Address):  # cheaper than the .version property
+        return 4, int(ip)
+    mapped = ip.ipv4_mapped
+    if mapped is not None:
+        return 4, int(mapped)
+    return 6, int(ip)
 
 
 _UNSET: Final[Any] = object()
@@ -637,6 +638,7 @@ def evaluate(
     best: PolicyRule | None = None
     best_expires: datetime | None = None
     violated: list[Condition] | None = None
+    failing_policies = 0
     ip: Any = _UNSET
     for rule in policies:
         if rule.group_id not in group_ids:
@@ -679,6 +681,7 @@ def evaluate(
                 else:
                     violated.append(cond)
         if not granted:
+            failing_policies += 1
             continue
         expires = session
         if timed:
@@ -696,4 +699,7 @@ def evaluate(
         return _decision(True, best.policy_id, (), best_expires)
     if violated is None:
         return _DENY_NO_POLICY
+    if failing_policies == 1:
+        # One policy has at most one condition per property: no duplicates to remove.
+        return _decision(False, None, tuple(violated), None)
     return _decision(False, None, tuple(dict.fromkeys(violated)), None)
