@@ -236,7 +236,15 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-CELERY_BEAT_SCHEDULE: dict[str, Any] = {}
+# Gateways enforce expires_at themselves; the portal's expiry job keeps the audit trail and the
+# gateways' state in line within seconds.
+CELERY_BEAT_SCHEDULE: dict[str, Any] = {
+    "expire-authorizations": {"task": "policies.expire_authorizations", "schedule": 10.0},
+    "sweep-stale-gateways": {"task": "gateways.sweep_stale_gateways", "schedule": 60.0},
+    "resync-static-devices": {"task": "gateways.resync_static_devices", "schedule": 900.0},
+    "rotate-gateway-tokens": {"task": "gateways.rotate_gateway_tokens", "schedule": 3600.0},
+    "delete-expired-tokens": {"task": "accounts.delete_expired_tokens", "schedule": 3600.0},
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
