@@ -55,7 +55,7 @@ def _groups(ui: UI) -> Any:
 def group_list(request: HttpRequest, ui: UI) -> HttpResponse:
     q = request.GET.get("q", "").strip()
     groups = search(_groups(ui), q, ["name"]).annotate(member_count=Count("memberships"))
-    page = paginate(request, groups.order_by("-kind", "name"))  # managed (Everyone) first
+    page = paginate(request, groups.order_by("kind", "name"))  # managed (Everyone) first
     return render_page(
         request, ui, "accounts/group_list.html", list_context(request, page), nav="groups"
     )
