@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 def _error(response: Any, field: str) -> str:
     """The inline error text shown for ``field`` (or raise)."""
-    html = response.content.decode()
+    html: str = response.content.decode()
     marker = f'data-field="{field}">'
     assert response.status_code == 422, html[:300]
     assert marker in html, f"no inline error for {field}"
