@@ -546,3 +546,72 @@ def test_reference_sanity() -> None:
     assert not ref_covered(["M/09:00-17:00/UTC"], datetime(2026, 5, 11, 17, tzinfo=UTC))
     assert ref_covered(["M/09:00-17:00/UTC"], datetime(2026, 5, 11, 16, 59, tzinfo=UTC))
     assert isinstance(ip_address("::ffff:10.0.0.1"), IPv6Address)
+
+
+# --- resource addresses ------------------------------------------------------------------------
+
+RESERVED = [
+    ip_network(n)
+    for n in (
+        "100.64.0.0/11",
+        "100.96.0.0/11",
+        "fd00:2021:1111::/107",
+        "fd00:2021:1111:8000::/107",
+        "127.0.0.0/8",
+        "::1/128",
+    )
+]
+
+
+def ref_acceptable(net: Any) -> bool:
+    """What a cidr resource may be, stated directly from the product rules."""
+    if net.prefixlen == 0 or net.is_multicast:
+        return False
+    if net.num_addresses == 1 and net.network_address.is_unspecified:
+        return False
+    # IPv4-mapped IPv6 addresses are IPv4 addresses: check the IPv4 part of the range as well.
+    candidates = [net]
+    mapped = ip_network("::ffff:0:0/96")
+    if net.version == 6 and net.subnet_of(mapped):
+        v4 = IPv4Address(int(net.network_address) & 0xFFFFFFFF)
+        candidates.append(ip_network(f"{v4}/{net.prefixlen - 96}"))
+    elif net.version == 6 and net.supernet_of(mapped):
+        candidates.append(ip_network("0.0.0.0/0"))
+    return not any(c.version == r.version and c.overlaps(r) for c in candidates for r in RESERVED)
+
+
+interesting_v4 = st.sampled_from(
+    [0x64400000, 0x64600000, 0x7F000001, 0x0A000000, 0xE0000001, 0, 0x647FFFFF, 0x643FFFFF]
+).flatmap(lambda base: st.integers(max(0, base - 4096), min(2**32 - 1, base + 4096)))
+interesting_v6 = st.sampled_from(
+    [
+        int(IPv6Address("fd00:2021:1111::")),
+        int(IPv6Address("fd00:2021:1111:8000::")),
+        int(IPv6Address("::1")),
+        int(IPv6Address("::ffff:100.64.0.0")),
+        int(IPv6Address("2001:db8::")),
+    ]
+).flatmap(lambda base: st.integers(max(0, base - 2**24), base + 2**24))
+
+
+@FAST
+@given(
+    address=st.one_of(
+        st.tuples(interesting_v4, st.integers(0, 32)).map(lambda t: f"{IPv4Address(t[0])}/{t[1]}"),
+        st.tuples(interesting_v6, st.integers(0, 128)).map(lambda t: f"{IPv6Address(t[0])}/{t[1]}"),
+    )
+)
+def test_cidr_validation_agrees_with_the_rules(address: str) -> None:
+    from policies.validation import InvalidInput, normalize_resource_address
+
+    net = ip_network(address, strict=False)
+    try:
+        stored = normalize_resource_address("cidr", address)
+    except InvalidInput:
+        event("refused")
+        assert not ref_acceptable(net)
+        return
+    event("accepted")
+    assert ref_acceptable(net)
+    assert stored == str(net)
+    assert normalize_resource_address("cidr", stored) == stored
