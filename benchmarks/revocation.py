@@ -1,0 +1,373 @@
+"""Revocation latency and gateway connection capacity of one portal process.
+
+Starts a real portal (daphne on a scratch PostgreSQL database + Redis channel layer), opens N
+simulated gateway websockets from this process (``websockets`` client, protocol v1 with a
+heartbeat every 10 s), then measures:
+
+  * revocation: ``delete_policy`` (service call in this process: transaction, commit, on-commit
+    handler, channel-layer push) until ``reject_access`` for the revoked authorization arrives at
+    the gateway that holds it; p50/p99 over ``--trials`` policies. Goal p99 < 300 ms.
+  * capacity: how many gateway connections one daphne process holds with heartbeats (all must
+    stay open and get every heartbeat reply during ``--hold`` seconds), and the daphne process's
+    RSS growth per connection (VmRSS before/after).
+
+The scratch database (``fz_bench_revocation_<pid>``) and the Redis keys are removed at the end.
+The last line printed is one JSON object.
+
+    .venv/bin/python benchmarks/revocation.py [--connections 1000] [--trials 100] [--hold 25]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlparse, urlunparse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _with_db(url: str, name: str) -> str:
+    return urlunparse(urlparse(url)._replace(path=f"/{name}"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+@dataclass
+class Agent:
+    external_id: str
+    public_key: str
+    ws: Any = None
+    gateway_id: str = ""
+    heartbeats_sent: int = 0
+    replies: int = 0
+    closed: str = ""
+    waiting: dict[str, asyncio.Future[float]] = field(default_factory=dict)
+
+
+async def run_agent(agent: Agent, url: str, secret: str, ready: asyncio.Semaphore) -> None:
+    from websockets.asyncio.client import connect
+
+    query = urlencode(
+        {
+            "external_id": agent.external_id,
+            "name": agent.external_id,
+            "public_key": agent.public_key,
+            "version": "bench",
+            "protocol": "1",
+        }
+    )
+    try:
+        async with ready:
+            agent.ws = await connect(
+                f"{url}?{query}",
+                additional_headers={"Authorization": f"Bearer {secret}"},
+                open_timeout=120,
+                ping_interval=None,
+                max_size=16 * 1024 * 1024,
+            )
+            init = json.loads(await agent.ws.recv())
+            assert init["type"] == "init", init
+            agent.gateway_id = init["gateway_id"]
+        loop = asyncio.get_running_loop()
+        heartbeat = loop.create_task(_heartbeats(agent))
+        try:
+            async for frame in agent.ws:
+                message = json.loads(frame)
+                if message["type"] == "heartbeat_reply":
+                    agent.replies += 1
+                elif message["type"] == "reject_access":
+                    now = time.perf_counter()
+                    for auth_id in message["authorization_ids"]:
+                        fut = agent.waiting.pop(auth_id, None)
+                        if fut is not None and not fut.done():
+                            fut.set_result(now)
+        finally:
+            heartbeat.cancel()
+        agent.closed = f"closed {agent.ws.close_code}"
+    except Exception as exc:  # recorded, reported as a dropped connection
+        agent.closed = f"{type(exc).__name__}: {exc}"
+
+
+async def _heartbeats(agent: Agent) -> None:
+    # Spread the agents over the interval like real ones.
+    await asyncio.sleep(random.uniform(0, 10))
+    while True:
+        await agent.ws.send('{"type":"heartbeat"}')
+        agent.heartbeats_sent += 1
+        await asyncio.sleep(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument(
+        "--base-url",
+        default=os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test"),
+    )
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    parser.add_argument("--connections", type=int, default=1000)
+    parser.add_argument("--trials", type=int, default=100)
+    parser.add_argument("--hold", type=float, default=25.0, help="seconds to hold all sockets")
+    args = parser.parse_args()
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, max(soft, 2 * args.connections + 512))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+    import psycopg
+
+    scratch = f"fz_bench_revocation_{os.getpid()}"
+    prefix = f"fzbench{os.getpid()}"
+    with psycopg.connect(args.base_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{scratch}"')
+    database_url = _with_db(args.base_url, scratch)
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DATABASE_CONN_MAX_AGE": "600",
+        "REDIS_URL": args.redis_url,
+        "FZ_CHANNEL_PREFIX": prefix,
+        "SECRET_KEY": "benchmark-only-secret-key-0123456789abcdef",
+        "FZ_TESTING": "1",
+        "DJANGO_SETTINGS_MODULE": "firezone_site.settings",
+        "LOG_LEVEL": "WARNING",
+    }
+    os.environ.update(env)
+    daphne: subprocess.Popen[bytes] | None = None
+    try:
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        port = _free_port()
+        daphne = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "firezone_site.asgi:application",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        result = asyncio.run(bench(args, port, daphne.pid))
+        print(json.dumps(result))
+    finally:
+        if daphne is not None:
+            os.killpg(daphne.pid, signal.SIGTERM)
+            try:
+                daphne.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(daphne.pid, signal.SIGKILL)
+                daphne.wait()
+        from django.db import connections
+
+        connections.close_all()
+        with psycopg.connect(args.base_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
+        _delete_redis_keys(args.redis_url, prefix)
+
+
+def _delete_redis_keys(url: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    for i in range(0, len(keys), 500):
+        client.delete(*keys[i : i + 500])
+
+
+def _wait_port(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError("daphne did not start")
+
+
+async def bench(args: argparse.Namespace, port: int, daphne_pid: int) -> dict[str, Any]:
+    from asgiref.sync import sync_to_async
+
+    from accounts import services as accounts
+    from gateways import services as gateways
+
+    def setup() -> tuple[Any, Any, str]:
+        account = accounts.create_account(name="Bench", slug="bench")
+        site = gateways.create_site(account, name="Site")
+        return account, site, gateways.issue_gateway_token(site).secret
+
+    account, site, secret = await sync_to_async(setup)()
+    await asyncio.get_running_loop().run_in_executor(None, _wait_port, port)
+    url = f"ws://127.0.0.1:{port}/gateway/websocket"
+
+    # Warm-up connection: imports and first queries happen before the RSS baseline.
+    keys = [gateways.generate_key_pair()[1] for _ in range(args.connections + 1)]
+    warm = Agent("warm-up", keys[-1])
+    warm_task = asyncio.create_task(run_agent(warm, url, secret, asyncio.Semaphore(1)))
+    while not warm.gateway_id and not warm.closed:
+        await asyncio.sleep(0.05)
+    if warm.closed:
+        raise RuntimeError(f"warm-up connection failed: {warm.closed}")
+    await asyncio.sleep(1)
+    rss_before = _rss_kb(daphne_pid)
+
+    agents = [Agent(f"gw-{i:05d}", keys[i]) for i in range(args.connections)]
+    ready = asyncio.Semaphore(64)
+    t0 = time.perf_counter()
+    tasks = [asyncio.create_task(run_agent(a, url, secret, ready)) for a in agents]
+    while sum(1 for a in agents if a.gateway_id or a.closed) < len(agents):
+        await asyncio.sleep(0.2)
+    connect_s = time.perf_counter() - t0
+    failed = [a for a in agents if a.closed]
+    log(f"connected {len(agents) - len(failed)}/{len(agents)} in {connect_s:.1f} s")
+    if failed:
+        log(f"first failure: {failed[0].closed}")
+
+    log(f"holding for {args.hold:.0f} s with heartbeats ...")
+    await asyncio.sleep(args.hold)
+    rss_after = _rss_kb(daphne_pid)
+    open_agents = [a for a in agents if a.gateway_id and not a.closed]
+    missing_replies = sum(max(0, a.heartbeats_sent - a.replies - 1) for a in open_agents)
+
+    # Trials: one policy + one authorization per trial, each held by a random gateway.
+    def make_trials() -> list[tuple[Any, str, str]]:
+        from accounts.models import Actor
+        from gateways.models import ClientDevice
+        from policies import services as policies
+        from policies.models import Authorization
+
+        user = accounts.create_actor(account, email="bob@bench.test", name="Bob", type="user")
+        group = accounts.create_group(account, name="Engineering")
+        accounts.add_member(group, user)
+        addresses = gateways.allocate_tunnel_address(account)
+        device = ClientDevice.objects.create(
+            account=account,
+            actor=user,
+            external_id="laptop",
+            name="laptop",
+            public_key=gateways.generate_key_pair()[1],
+            address=addresses.slot,
+            ipv4=addresses.ipv4,
+            ipv6=addresses.ipv6,
+        )
+        del Actor
+        trials = []
+        for i in range(args.trials):
+            res = policies.create_resource(
+                account,
+                name=f"r{i}",
+                kind="cidr",
+                address=f"10.{i // 250}.{i % 250}.0/24",
+                site=site,
+            )
+            policy = policies.create_policy(account, group=group, resource=res)
+            holder = random.choice(open_agents)
+            auth = Authorization.objects.create(
+                account=account,
+                actor=user,
+                device=device,
+                resource=res,
+                policy=policy,
+                gateway_id=uuid.UUID(holder.gateway_id),
+            )
+            trials.append((policy, holder.external_id, str(auth.pk)))
+        return trials
+
+    trials = await sync_to_async(make_trials)()
+    by_id = {a.external_id: a for a in open_agents}
+    from policies import services as policies
+
+    latencies: list[float] = []
+    lost = 0
+    loop = asyncio.get_running_loop()
+    for policy, holder_id, auth_id in trials:
+        holder = by_id[holder_id]
+        fut: asyncio.Future[float] = loop.create_future()
+        holder.waiting[auth_id] = fut
+        start = time.perf_counter()
+        await loop.run_in_executor(None, policies.delete_policy, policy)
+        try:
+            arrived = await asyncio.wait_for(fut, timeout=5)
+        except TimeoutError:
+            lost += 1
+            continue
+        latencies.append((arrived - start) * 1000)
+        await asyncio.sleep(0.02)
+
+    still_open = sum(1 for a in open_agents if not a.closed)
+    for a in agents + [warm]:
+        if a.ws is not None:
+            await a.ws.close()
+    for t in tasks + [warm_task]:
+        t.cancel()
+    await asyncio.gather(*tasks, warm_task, return_exceptions=True)
+
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 1)
+
+    rss_mb = round(rss_after / 1024, 1)
+    held = len(open_agents)
+    result = {
+        "revocation_p50_ms": round(statistics.median(latencies), 1) if latencies else None,
+        "revocation_p99_ms": pct(0.99) if latencies else None,
+        "revocation_max_ms": round(latencies[-1], 1) if latencies else None,
+        "revocation_trials": len(latencies),
+        "revocation_lost": lost,
+        "connections": still_open,
+        "connections_attempted": args.connections,
+        "connect_seconds": round(connect_s, 1),
+        "heartbeat_replies_missing": missing_replies,
+        "rss_mb": rss_mb,
+        "rss_before_mb": round(rss_before / 1024, 1),
+        "rss_per_connection_kb": round((rss_after - rss_before) / max(held, 1), 1),
+    }
+    log(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()
