@@ -60,6 +60,7 @@ import functools
 import json
 import math
 import uuid
+import zoneinfo
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -354,12 +355,26 @@ def _parse_window(value: str) -> tuple[str, list[tuple[int, int]], ZoneInfo]:
             ranges.append((start, end))
     if not zone_name:
         raise ValueError("a time zone is required, like Europe/Berlin or UTC")
-    try:
-        zone = ZoneInfo(zone_name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise ValueError(f"unknown time zone {zone_name!r}") from None
+    zone = _zone(zone_name)
     ordered = "".join(d for d in _DAY_LETTERS if d in days)
     return ordered, _merge_intervals(ranges), zone
+
+
+@functools.cache
+def _zone_names_by_folded_name() -> dict[str, str]:
+    return {name.casefold(): name for name in zoneinfo.available_timezones()}
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        pass
+    # Only on this error path: accept "europe/berlin" for "Europe/Berlin" (stored canonical).
+    known = _zone_names_by_folded_name().get(name.casefold())
+    if known is None:
+        raise ValueError(f"unknown time zone {name!r}") from None
+    return ZoneInfo(known)
 
 
 def _canonical_window(days: str, ranges: list[tuple[int, int]], zone: ZoneInfo) -> str:

@@ -209,3 +209,14 @@ def test_cached_parsing_returns_the_same_compiled_conditions() -> None:
         parse_conditions_cached([cond("client_verified", "is", "false")])
     with pytest.raises(InvalidInput):
         parse_conditions_cached([cond("remote_ip", "is_in_cidr", object())])
+
+
+def test_time_zone_names_are_stored_in_their_canonical_spelling() -> None:
+    (c,) = parse_conditions(
+        [cond("current_utc_datetime", "is_in_day_of_week_time_ranges", "M/true/europe/berlin")]
+    )
+    assert c.values == ("M/true/Europe/Berlin",)
+    with pytest.raises(InvalidInput, match="unknown time zone"):
+        parse_conditions(
+            [cond("current_utc_datetime", "is_in_day_of_week_time_ranges", "M/true/europe/berlinx")]
+        )
