@@ -8,6 +8,7 @@ side: ICMP packets are built by hand, encapsulated and sent over the plain socke
 from __future__ import annotations
 
 import base64
+import contextlib
 import ctypes
 import itertools
 import os
@@ -23,7 +24,15 @@ from pathlib import Path
 
 import pytest
 
-from agents.wireguard import Device, Transmit, generate_private_key, public_key
+from agents.wireguard import (
+    Decapsulated,
+    Device,
+    Transmit,
+    crypto,
+    generate_private_key,
+    public_key,
+)
+from agents.wireguard.noise import LABEL_MAC1
 
 pytestmark = pytest.mark.e2e
 
@@ -384,3 +393,89 @@ def test_it_rekeys_after_rekey_after_time_while_traffic_continues(lab: Lab) -> N
     for seq in range(3, 6):
         assert _ping_through(lab, device, seq)
     assert lab.handshake_responses == 2
+
+
+def test_it_follows_wireguard_go_cookie_replies_under_load(lab: Lab) -> None:
+    """Flood wireguard-go with (mac1-valid, undecryptable) initiations until it asks for
+    cookies; our handshake must then decrypt its XChaCha20Poly1305 cookie reply and succeed
+    with a mac2 that wireguard-go verifies."""
+    device = _device(lab)
+    _add_us_as_peer(lab, device, None, with_endpoint=False)
+    flood_sock = _socket_in_netns(lab.ours, (OUR_UNDERLAY, 0))
+    mac1_key = crypto.hash_(LABEL_MAC1, lab.their_public)
+    junk = []
+    for _ in range(256):
+        body = (1).to_bytes(4, "little") + os.urandom(112)
+        junk.append(body + crypto.mac(mac1_key, body) + bytes(16))
+    cookies_seen: list[str | None] = []
+    real_receive = device.decapsulate
+
+    def recording_decapsulate(data: bytes, source: tuple[str, int], now: float) -> Decapsulated:
+        result = real_receive(data, source, now)
+        if data[0] == 3:
+            cookies_seen.append(result.error)
+        return result
+
+    device.decapsulate = recording_decapsulate  # type: ignore[method-assign]
+
+    def flood() -> None:
+        for _ in range(12):
+            for msg in junk:
+                flood_sock.sendto(msg, (THEIR_UNDERLAY, THEIR_PORT))
+
+    def flood_answered_with_cookies() -> bool:
+        flood_sock.settimeout(1.0)
+        try:
+            while True:
+                data = flood_sock.recv(2048)
+                if data[0] == 3:
+                    return True
+        except TimeoutError:
+            return False
+
+    try:
+        request = icmp_echo(OUR_TUNNEL, THEIR_TUNNEL, 0x4343, 1)
+        flood()
+        time.sleep(0.05)  # let wireguard-go's socket drain; it stays loaded for 1 s
+        lab.send(device.encapsulate(lab.their_public, request, lab.now()))
+        # A flood overflows socket buffers, so an initiation can be lost: allow a few.
+        for _attempt in range(3):
+            if lab.pump(device, lambda: bool(cookies_seen) or lab.handshake_responses > 0, 1.5):
+                break
+            flood()
+            time.sleep(0.05)
+            lab.clock_offset += 5.5
+            lab.send(device.handle_timeout(lab.now()))
+        if not cookies_seen and not flood_answered_with_cookies():
+            pytest.skip("could not put wireguard-go under load on this machine")
+        assert cookies_seen == [None], "no cookie reply, or our device refused it"
+        assert lab.handshake_responses == 0
+
+        # Retry (our clock past the retransmission timer) while wireguard-go is still loaded.
+        flood_sock.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while True:  # forget the first round's cookie replies
+                flood_sock.recv(2048)
+        flood_sock.setblocking(True)
+        # A flood overflows socket buffers, so a retry can be lost: allow a few.
+        for _attempt in range(3):
+            flood()
+            time.sleep(0.05)  # let wireguard-go's socket drain; it stays loaded for 1 s
+            lab.clock_offset += 5.5
+            [retry] = device.handle_timeout(lab.now())
+            assert retry.data[0] == 1 and retry.data[-16:] != bytes(16)  # mac2 from the cookie
+            lab.send([retry])
+            if lab.pump(device, lambda: lab.handshake_responses > 0, timeout=1.5):
+                break
+        assert lab.handshake_responses == 1
+        assert cookies_seen == [None]  # no second cookie: wireguard-go accepted our mac2
+        assert flood_answered_with_cookies(), "wireguard-go was not under load for the retry"
+
+        def answered() -> bool:
+            return any(
+                parse_icmp(p) == (THEIR_TUNNEL, OUR_TUNNEL, 0, 0x4343, 1) for p in lab.received
+            )
+
+        assert lab.pump(device, answered)
+    finally:
+        flood_sock.close()
