@@ -626,7 +626,7 @@ def run(options: Options) -> int:
         extra={
             "version": AGENT_VERSION,
             "external_id": options.external_id,
-            "name": options.name,
+            "gateway_name": options.name,
             "public_key": public_key,
             "portal_url": options.portal_url,
         },

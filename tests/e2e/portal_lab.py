@@ -1,0 +1,378 @@
+"""Lab pieces for the portal-driven gateway e2e test (tests/e2e/test_portal_gateway.py).
+
+Topology (every namespace and interface uniquely named, all removed by the Lab)::
+
+    client ns: bridge 10.201.0.2/24 ──veth── gw1 ns 10.201.0.1 ──veth── res ns: bridge 10.202.0.2/24
+                                     ──veth── gw2 ns 10.201.0.3 ──veth──        (+ 10.202.0.9/24)
+
+The portal is a real daphne process in the root namespace (same test database, same Redis channel
+layer prefix as the test process, so pushes published by services in the test reach the sockets).
+It listens on a **unix socket**: the filesystem is shared by all namespaces, so a small TCP->unix
+bridge inside each gateway namespace (``python -m tests.e2e.portal_lab bridge``) gives the agent a
+plain ``http://127.0.0.1:PORT`` portal URL without any interface in the root namespace.
+
+Also here, as subcommands run inside namespaces (``python -m tests.e2e.portal_lab CMD``):
+
+  bridge LISTEN_PORT UNIX_PATH          TCP 127.0.0.1:LISTEN_PORT -> unix socket
+  udp-echo PORT                         UDP echo server
+  udp-probe DST PORT INTERVAL SECONDS   one datagram every INTERVAL s; prints one JSON line per
+                                        probe: {"seq", "sent" (unix time), "ok"} (reply within
+                                        0.25 s)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .netns import REPO_ROOT, Lab, NetNS, env_with_pythonpath, unique_name, wait_for
+
+PORTAL_PORT = 8000  # inside each gateway namespace (the bridge)
+CLIENT_NET = "10.201.0"
+RESOURCE_NET = "10.202.0"
+RESOURCE_IP = "10.202.0.2"
+FORBIDDEN_IP = "10.202.0.9"
+TCP_PORT, UDP_PORT = 7000, 7001
+
+
+# --- the portal (daphne on a unix socket) ------------------------------------------------------
+
+
+@dataclass
+class Portal:
+    """daphne serving firezone_site.asgi on a unix socket, against ``database``."""
+
+    socket_path: Path
+    database: str
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    def env(self) -> dict[str, str]:
+        base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
+        url = base.rsplit("/", 1)[0] + "/" + self.database
+        return env_with_pythonpath(
+            REPO_ROOT,
+            {
+                "DATABASE_URL": url,
+                "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+                "FZ_CHANNEL_PREFIX": os.environ["FZ_CHANNEL_PREFIX"],
+                "FZ_TESTING": "1",
+                "SECRET_KEY": os.environ["SECRET_KEY"],
+                "DJANGO_SETTINGS_MODULE": "firezone_site.settings",
+            },
+        )
+
+    def start(self, timeout: float = 30.0) -> float:
+        """Start daphne; returns the unix time at which it accepts connections."""
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        daphne = Path(sys.executable).with_name("daphne")
+        args = [str(daphne), "-u", str(self.socket_path), "firezone_site.asgi:application"]
+        self.starts += 1
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                args, env=self.env(), cwd=str(REPO_ROOT), stdin=subprocess.DEVNULL,
+                stdout=log, stderr=log,
+            )  # fmt: skip
+        wait_for(self._healthy, timeout=timeout, interval=0.05, what="daphne")
+        return time.time()
+
+    def _healthy(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"daphne exited with {self.process.returncode}:\n{self.log()}")
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(2)
+                s.connect(str(self.socket_path))
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                return s.recv(64).startswith(b"HTTP/1.1 200")
+        except OSError:
+            return False
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        proc, self.process = self.process, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+# --- topology ----------------------------------------------------------------------------------
+
+
+@dataclass
+class GatewayHost:
+    ns: NetNS
+    client_ip: str  # where clients reach it (the advertised endpoint host)
+    lan_ip: str
+
+
+@dataclass
+class Site:
+    lab: Lab
+    client: NetNS
+    resource: NetNS
+    gateways: list[GatewayHost] = field(default_factory=list)
+
+
+def _ip(ns: NetNS, *args: str) -> None:
+    ns.ip(*args)
+
+
+def _bridge(ns: NetNS, address: Sequence[str]) -> str:
+    name = unique_name("fzpb")
+    _ip(ns, "link", "add", name, "type", "bridge")
+    for a in address:
+        _ip(ns, "addr", "add", a, "dev", name)
+    _ip(ns, "link", "set", name, "up")
+    return name
+
+
+def _veth_to_bridge(lab: Lab, gw: NetNS, gw_addr: str, other: NetNS, bridge: str) -> None:
+    a, b = unique_name("fzpv"), unique_name("fzpv")
+    subprocess.run(
+        ["ip", "link", "add", a, "netns", gw.name, "type", "veth", "peer", "name", b,
+         "netns", other.name],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    _ip(gw, "addr", "add", gw_addr, "dev", a)
+    _ip(gw, "link", "set", a, "up")
+    _ip(other, "link", "set", b, "master", bridge)
+    _ip(other, "link", "set", b, "up")
+    for ns, ifname in ((gw, a), (other, b)):
+        ns.disable_offloads(ifname)
+
+
+def build_site(lab: Lab, gateways: int = 2) -> Site:
+    client, resource = lab.namespace("cli"), lab.namespace("res")
+    cbr = _bridge(client, [f"{CLIENT_NET}.2/24"])
+    rbr = _bridge(resource, [f"{RESOURCE_IP}/24", f"{FORBIDDEN_IP}/24"])
+    site = Site(lab, client, resource)
+    for i in range(gateways):
+        gw = lab.namespace(f"gw{i + 1}")
+        client_ip, lan_ip = f"{CLIENT_NET}.{1 + 2 * i}", f"{RESOURCE_NET}.{1 + 2 * i}"
+        _veth_to_bridge(lab, gw, f"{client_ip}/24", client, cbr)
+        _veth_to_bridge(lab, gw, f"{lan_ip}/24", resource, rbr)
+        site.gateways.append(GatewayHost(gw, client_ip, lan_ip))
+    return site
+
+
+# --- processes in namespaces --------------------------------------------------------------------
+
+
+def module_cmd(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+def popen_logged(
+    lab: Lab, ns: NetNS, args: list[str], name: str
+) -> tuple[subprocess.Popen[bytes], Path]:
+    log_path = lab.tmpdir / f"{name}.log"
+    with log_path.open("wb") as log:
+        proc = ns.popen(args, stdout=log, stderr=log, env=env_with_pythonpath(REPO_ROOT),
+                        cwd=str(REPO_ROOT))  # fmt: skip
+    return proc, log_path
+
+
+@dataclass
+class GatewayAgent:
+    host: GatewayHost
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    ifname: str
+    external_id: str
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def events(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log().splitlines():
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(line))
+        return out
+
+
+def start_bridge(lab: Lab, host: GatewayHost, socket_path: Path) -> None:
+    proc, log = popen_logged(
+        lab, host.ns, module_cmd("tests.e2e.portal_lab", "bridge", str(PORTAL_PORT),
+                                 str(socket_path)), unique_name("fzbr"),
+    )  # fmt: skip
+
+    def listening() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"bridge exited: {log.read_text()}")
+        out = host.ns.run(["ss", "-Htln", f"sport = :{PORTAL_PORT}"], check=False).stdout
+        return bool(out.strip())
+
+    wait_for(listening, timeout=10, what="portal bridge")
+
+
+def start_gateway(
+    lab: Lab, host: GatewayHost, token: str, *, external_id: str, wait_ready: bool = True
+) -> GatewayAgent:
+    ifname = unique_name("fzpg")
+    state = lab.tmpdir / f"state-{ifname}"
+    token_file = lab.tmpfile(f"{ifname}.token", token + "\n")
+    args = module_cmd(
+        "agents.gateway.cli",
+        "--portal-url", f"http://127.0.0.1:{PORTAL_PORT}",
+        "--token-file", str(token_file),
+        "--external-id", external_id,
+        "--name", external_id,
+        "--endpoint", f"{host.client_ip}:51820",
+        "--listen-port", "51820",
+        "--state-dir", str(state),
+        "--ifname", ifname,
+        "--log-json",
+    )  # fmt: skip
+    proc, log_path = popen_logged(lab, host.ns, args, ifname)
+    agent = GatewayAgent(host, proc, log_path, ifname, external_id)
+    if wait_ready:
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"gateway exited with {proc.returncode}:\n{agent.log()}")
+            return '"data plane up"' in agent.log()
+
+        wait_for(ready, timeout=20, what="gateway data plane")
+    return agent
+
+
+@dataclass
+class ProbeRun:
+    process: subprocess.Popen[bytes]
+    out_path: Path
+
+    def results(self) -> list[dict[str, Any]]:
+        self.process.wait(timeout=30)
+        return [json.loads(line) for line in self.out_path.read_text().splitlines() if line]
+
+
+def udp_probe(lab: Lab, ns: NetNS, dst: str, *, interval: float, seconds: float) -> ProbeRun:
+    out = lab.tmpdir / f"{unique_name('fzpr')}.jsonl"
+    with out.open("wb") as fh:
+        proc = ns.popen(
+            module_cmd("tests.e2e.portal_lab", "udp-probe", dst, str(UDP_PORT), str(interval),
+                       str(seconds)),
+            stdout=fh, env=env_with_pythonpath(REPO_ROOT), cwd=str(REPO_ROOT),
+        )  # fmt: skip
+    return ProbeRun(proc, out)
+
+
+def probe(ns: NetNS, *args: str, timeout: float = 10) -> dict[str, Any]:
+    """One tests.e2e.probes command in ``ns`` (icmp / connect ...), parsed."""
+    proc = ns.run(module_cmd("tests.e2e.probes", *args), timeout=timeout,
+                  env=env_with_pythonpath(REPO_ROOT), cwd=str(REPO_ROOT))  # fmt: skip
+    return json.loads(proc.stdout)  # type: ignore[no-any-return]
+
+
+# --- subcommands (run inside namespaces) ----------------------------------------------------------
+
+
+async def _bridge_main(port: int, path: str) -> None:
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_unix_connection(path)
+        except OSError:
+            writer.close()  # portal down: the agent sees a failed handshake and retries
+            return
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    server = await asyncio.start_server(handle, "127.0.0.1", port)
+    async with server:
+        await server.serve_forever()
+
+
+def _udp_echo(port: int) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("0.0.0.0", port))
+    while True:
+        data, addr = sock.recvfrom(2048)
+        sock.sendto(data, addr)
+
+
+def _udp_probe(dst: str, port: int, interval: float, seconds: float) -> None:
+    """Send on a fixed schedule, collect replies in between: a lost reply never delays the
+    next probe, so the time resolution stays ``interval``."""
+    import select
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    start = time.monotonic()
+    sent: dict[int, tuple[float, float]] = {}  # seq -> (unix time, monotonic)
+    answered: dict[int, float] = {}
+    seq = 0
+    end = start + seconds
+    while True:
+        now = time.monotonic()
+        if now >= start + seq * interval and now < end:
+            sent[seq] = (time.time(), now)
+            with contextlib.suppress(OSError):
+                sock.sendto(str(seq).encode(), (dst, port))
+            seq += 1
+            continue
+        if now >= end + 0.25:
+            break
+        wake = min(start + seq * interval, end + 0.25)
+        ready, _, _ = select.select([sock], [], [], max(0.0, wake - now))
+        while ready:
+            try:
+                data, _ = sock.recvfrom(2048)
+            except (BlockingIOError, OSError):
+                break
+            with contextlib.suppress(ValueError):
+                answered.setdefault(int(data), time.monotonic())
+    for n, (wall, mono) in sent.items():
+        got = answered.get(n)
+        ok = got is not None and got - mono <= 0.25
+        print(json.dumps({"seq": n, "sent": wall, "ok": ok}))
+
+
+def main(argv: list[str]) -> int:
+    cmd, *args = argv
+    if cmd == "bridge":
+        asyncio.run(_bridge_main(int(args[0]), args[1]))
+    elif cmd == "udp-echo":
+        _udp_echo(int(args[0]))
+    elif cmd == "udp-probe":
+        _udp_probe(args[0], int(args[1]), float(args[2]), float(args[3]))
+    else:
+        raise SystemExit(f"unknown command {cmd!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        raise SystemExit(main(sys.argv[1:]))
