@@ -97,3 +97,36 @@ def test_it_counts_sending_counters_per_session_from_zero() -> None:
     pair.send(pair.a, ipv4_packet())  # rekey; the confirming keepalive uses counter 0
     assert counter_of(pair.sent[-1][1].data) == 0
     assert counter_of(sealed_by_a(pair, 1)[0]) == 1
+
+
+def test_encrypt_batch_seals_in_order_for_the_peer_endpoint() -> None:
+    pair = Pair()
+    packets = [ipv4_packet(b"%d" % i) for i in range(5)]
+    # no session yet: everything queues and one initiation comes back
+    endpoint, datagrams, others = pair.a.device.encrypt_batch(
+        pair.b.device.public_key, packets, pair.now
+    )
+    assert datagrams == [] and [t.data[0] for t in others] == [1]
+    pair.deliver(pair.a, others)
+    assert pair.b.inbox == packets
+
+    endpoint, datagrams, others = pair.a.device.encrypt_batch(
+        pair.b.device.public_key, packets, pair.now
+    )
+    assert endpoint == B_ENDPOINT and others == []
+    assert [counter_of(d) for d in datagrams] == [5, 6, 7, 8, 9]  # 0-4 went out with the flush
+    for d in datagrams:
+        pair.receive(pair.b, d, A_ENDPOINT)
+    assert pair.b.inbox == packets + packets
+    assert pair.a.device.encrypt_batch(b"\x01" * 32, packets, pair.now) == (None, [], [])
+
+
+def test_it_delivers_ipv6_packets_without_padding() -> None:
+    pair = Pair()
+    pair.handshake()
+    payload = b"v6 payload"
+    packet = bytes([0x60, 0, 0, 0]) + len(payload).to_bytes(2, "big") + bytes([17, 64])
+    packet += bytes(32) + payload  # 50 bytes: padded to 64 on the wire
+    [t] = pair.send(pair.a, packet)
+    assert len(t.data) == 16 + 64 + 16
+    assert pair.b.inbox[-1] == packet
