@@ -233,3 +233,21 @@ def test_it_strips_padding_and_rejects_non_ip_payloads() -> None:
     pair.send(pair.a, b"\x00" * 40)
     assert pair.b.results[-1].error == "invalid inner packet"
     assert pair.b.results[-1].packet is None
+
+
+def test_crossing_initiations_still_leave_both_sides_able_to_talk() -> None:
+    pair = Pair(b_knows_a=True)
+    pair.wire_up = False
+    pair.send(pair.a, ipv4_packet(b"from a"))
+    pair.send(pair.b, ipv4_packet(b"from b"))
+    init_a, init_b = pair.dropped[0][1].data, pair.dropped[1][1].data
+    pair.wire_up = True
+    pair.receive(pair.b, init_a, A_ENDPOINT)
+    pair.receive(pair.a, init_b, B_ENDPOINT)
+    assert pair.b.inbox == [ipv4_packet(b"from a")]
+    assert pair.a.inbox == [ipv4_packet(b"from b")]
+    pair.send(pair.a, ipv4_packet(b"more from a"))
+    pair.send(pair.b, ipv4_packet(b"more from b"))
+    assert pair.b.inbox[-1] == ipv4_packet(b"more from a")
+    assert pair.a.inbox[-1] == ipv4_packet(b"more from b")
+    assert all(r.error is None for r in pair.a.results + pair.b.results)
