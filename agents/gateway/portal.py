@@ -197,12 +197,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--external-id", help="stable id (default: hash of /etc/machine-id)")
     parser.add_argument("--name", help="display name (default: the hostname)")
     parser.add_argument("--endpoint", help="host:port where clients reach the WireGuard port")
-    parser.add_argument("--listen-port", type=int, default=DEFAULT_LISTEN_PORT)
-    parser.add_argument("--io-mode", choices=drv.MODES, default=DEFAULT_IO_MODE)
-    parser.add_argument("--state-dir", type=Path, default=Path(DEFAULT_STATE_DIR))
+    parser.add_argument(
+        "--listen-port", type=int, default=DEFAULT_LISTEN_PORT, help="WireGuard UDP port (51820)"
+    )
+    parser.add_argument(
+        "--io-mode",
+        choices=drv.MODES,
+        default=DEFAULT_IO_MODE,
+        help=f"data plane IO structure (default: {DEFAULT_IO_MODE})",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(DEFAULT_STATE_DIR),
+        help=f"private key, rotated token, external id (default: {DEFAULT_STATE_DIR})",
+    )
     parser.add_argument("--ifname", help="TUN device name (default: generated)")
     parser.add_argument("--log-json", action="store_true", help="one JSON object per log line")
-    parser.add_argument("--log-level", default=os.environ.get("FIREZONE_LOG_LEVEL", "info"))
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("FIREZONE_LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+    )
     return parser
 
 
@@ -233,6 +249,18 @@ def options_from_args(args: argparse.Namespace, env: dict[str, str] | os._Enviro
     if not 1 <= args.listen_port <= 65535:
         raise ConfigurationError(f"--listen-port {args.listen_port}: expected 1-65535")
     endpoint = parse_endpoint(args.endpoint) if args.endpoint else None
+    if endpoint is None and args.listen_port != DEFAULT_LISTEN_PORT:
+        log.warning(
+            "without --endpoint the portal advertises port 51820 to clients",
+            extra={"listen_port": args.listen_port},
+        )
+    if args.ifname:
+        from agents.io.tun import validate_name
+
+        try:
+            validate_name(args.ifname)
+        except ValueError as exc:
+            raise ConfigurationError(f"--ifname: {exc}") from exc
     name = args.name or socket.gethostname()
     external_id = args.external_id or default_external_id(state_dir)
     for flag, value in (("--name", name), ("--external-id", external_id)):
