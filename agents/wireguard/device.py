@@ -36,12 +36,21 @@ Time is the `now` argument (seconds, monotonic); TAI64N timestamps use `now + wa
 driver passes `wall_offset = time.time() - time.monotonic()`. Randomness (keys, indices, jitter,
 cookie secrets and nonces) comes from the injected `rng`.
 
+Threads
+-------
+A Device is meant to be driven from one thread. The split "encapsulate/encrypt_batch on one
+thread, decapsulate on another" is tolerated for the steady state: nonces come from an atomic
+counter and the replay window is only touched by the receiving thread; races around handshakes
+can at worst cost a retransmission or a spurious keepalive. Drivers that want strict behaviour
+serialize all calls with one lock.
+
 Fast paths
 ----------
 `encapsulate` / `decapsulate` do one dict lookup, one struct pack or unpack, one AEAD call with a
 cipher object kept per session, and a few attribute updates for the timers; timers are deadlines
 checked in `handle_timeout`, never per packet. `encrypt_batch(peer, packets, now)` seals many
-packets for one peer and returns them with the endpoint, for UDP GSO.
+packets for one peer and returns `(endpoint, datagrams, other_transmits)` for one UDP GSO send;
+it saves the per-packet `Transmit` and method call (about 0.6 us per packet).
 """
 
 from __future__ import annotations
@@ -332,7 +341,7 @@ class Device:
         if peer is None or peer.endpoint is None:
             return False
         kp = peer.current
-        return kp is not None and now < kp.expires_at and kp.send_counter < REJECT_AFTER_MESSAGES
+        return kp is not None and now < kp.expires_at and not kp.exhausted
 
     # ----------------------------------------------------------------- data path
 
@@ -344,15 +353,11 @@ class Device:
         if peer is None:
             return []
         kp = peer.current
-        if (
-            kp is None
-            or now >= kp.send_rekey_at
-            or kp.send_counter >= REKEY_AFTER_MESSAGES
-            or peer.endpoint is None
-        ):
-            return self._encapsulate_slow(peer, packet, now)
-        counter = kp.send_counter
-        kp.send_counter = counter + 1
+        if kp is None or now >= kp.send_rekey_at or kp.exhausted or peer.endpoint is None:
+            return self._encapsulate_slow(peer, packet, now, None)
+        counter = kp.next_counter()
+        if counter >= REKEY_AFTER_MESSAGES:
+            return self._encapsulate_slow(peer, packet, now, counter)
         pad = -len(packet) & 15
         if pad:
             packet += _PADDING[:pad]
@@ -368,22 +373,21 @@ class Device:
                 self._next_timer = due
         return [Transmit(peer.endpoint, data)]
 
-    def _encapsulate_slow(self, peer: Peer, packet: bytes, now: float) -> list[Transmit]:
-        """No session, an old one, or none yet usable for sending."""
+    def _encapsulate_slow(
+        self, peer: Peer, packet: bytes, now: float, counter: int | None
+    ) -> list[Transmit]:
+        """No session, an old one, or one due for a rekey (`counter` if already taken)."""
         kp = peer.current
         endpoint = peer.endpoint
-        if (
-            kp is None
-            or endpoint is None
-            or now >= kp.expires_at
-            or kp.send_counter >= REJECT_AFTER_MESSAGES
-        ):
+        if kp is not None and counter is not None and counter >= REJECT_AFTER_MESSAGES:
+            kp.exhausted = True
+        if kp is None or endpoint is None or now >= kp.expires_at or kp.exhausted:
             peer.queue.append(packet)
             t = self._initiate(peer, now, False)
             return [t] if t is not None else []
         # Still usable, but due for a rekey: send on it and start a handshake.
-        counter = kp.send_counter
-        kp.send_counter = counter + 1
+        if counter is None:
+            counter = kp.next_counter()
         pad = -len(packet) & 15
         if pad:
             packet += _PADDING[:pad]
@@ -414,12 +418,7 @@ class Device:
             return None, [], []
         kp = peer.current
         endpoint = peer.endpoint
-        if (
-            kp is None
-            or endpoint is None
-            or now >= kp.expires_at
-            or kp.send_counter >= REJECT_AFTER_MESSAGES
-        ):
+        if kp is None or endpoint is None or now >= kp.expires_at or kp.exhausted:
             peer.queue.extend(packets)
             t = self._initiate(peer, now, False)
             return endpoint, [], [t] if t is not None else []
@@ -427,9 +426,11 @@ class Device:
         append = out.append
         encrypt = kp.send.encrypt
         remote = kp.remote_index
-        counter = kp.send_counter
+        next_counter = kp.next_counter
+        counter = 0
         data_sent = False
         for packet in packets:
+            counter = next_counter()
             pad = -len(packet) & 15
             if pad:
                 packet += _PADDING[:pad]
@@ -438,8 +439,6 @@ class Device:
                 _PACK_HEADER(MESSAGE_DATA, remote, counter)
                 + encrypt(_PACK_NONCE(counter), packet, None)
             )
-            counter += 1
-        kp.send_counter = counter
         if not out:
             return endpoint, out, []
         peer.keepalive_due = None
@@ -450,7 +449,9 @@ class Device:
             if due < self._next_timer:
                 self._next_timer = due
         others: list[Transmit] = []
-        if now >= kp.send_rekey_at or counter > REKEY_AFTER_MESSAGES:
+        if counter >= REJECT_AFTER_MESSAGES:
+            kp.exhausted = True
+        if now >= kp.send_rekey_at or counter >= REKEY_AFTER_MESSAGES:
             t = self._initiate(peer, now, False)
             if t is not None:
                 others.append(t)
@@ -802,7 +803,11 @@ class Device:
     # ----------------------------------------------------------------- timers
 
     def poll_timeout(self) -> float | None:
-        """When `handle_timeout` is next due (possibly already past), None if no timer is set."""
+        """When `handle_timeout` is next due, None if no timer is armed.
+
+        Never later than the earliest timer; it may be earlier (a timer was cancelled since, or
+        the value is in the past and the call is due at once), in which case `handle_timeout`
+        does nothing and the next poll is exact again."""
         if self._next_timer == _INF:
             return None
         return max(self._next_timer, 0.0)

@@ -9,6 +9,7 @@ counters cannot move it. The device inlines the window logic in its receive path
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -25,15 +26,16 @@ class Keypair:
 
     __slots__ = (
         "created",
+        "exhausted",
         "expires_at",
         "is_initiator",
         "local_index",
+        "next_counter",
         "peer",
         "recv",
         "recv_rekey_at",
         "remote_index",
         "send",
-        "send_counter",
         "send_rekey_at",
         "window_bits",
         "window_top",
@@ -61,7 +63,10 @@ class Keypair:
         self.expires_at = created + REJECT_AFTER_TIME
         self.send_rekey_at = created + (REKEY_AFTER_TIME if is_initiator else REJECT_AFTER_TIME)
         self.recv_rekey_at = created + REKEY_ON_RECEIVE_AGE if is_initiator else float("inf")
-        self.send_counter = 0
+        # itertools.count's __next__ is atomic under the GIL: a sending thread and a receiving
+        # thread that flushes queued packets can never reuse a nonce.
+        self.next_counter = itertools.count().__next__
+        self.exhausted = False  # REJECT_AFTER_MESSAGES reached
         # No counter seen yet: top = -1 with an empty bitmap accepts counter 0.
         self.window_top = -1
         self.window_bits = 0
