@@ -63,6 +63,7 @@ DEFAULT_STATE_DIR = "/var/lib/firezone-gateway"
 DEFAULT_LISTEN_PORT = 51820
 WEBSOCKET_PATH = "/gateway/websocket"
 INIT_TIMEOUT_S = 15.0
+EXPIRY_CHECK_S = 1.0  # the firewall refuses expired flows per packet; this only frees them
 Endpoint = tuple[str, int]
 
 
@@ -362,6 +363,23 @@ class PortalClient:
         """Connect, serve, reconnect until stopped (EXIT_OK) or refused (EXIT_REFUSED)."""
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
+        expiry = asyncio.create_task(self._expire_periodically())
+        try:
+            return await self._connect_loop()
+        finally:
+            expiry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await expiry
+
+    async def _expire_periodically(self) -> None:
+        # Also while the portal is unreachable: a dynamic client whose last flow expired is
+        # removed from the WireGuard device without waiting for the next init.
+        while True:
+            await asyncio.sleep(min(EXPIRY_CHECK_S, self.state.heartbeat_interval_s))
+            self._expire()
+
+    async def _connect_loop(self) -> int:
+        assert self._stop is not None
         stop = self._stop
         while not stop.is_set():
             code = await self._session()
@@ -492,7 +510,6 @@ class PortalClient:
                     return
                 if action == "send":
                     await ws.send(p.dump(p.Heartbeat()))
-                    self._expire()
         finally:
             for task in (recv_task, stop_task):
                 task.cancel()

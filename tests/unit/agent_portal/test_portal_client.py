@@ -414,3 +414,42 @@ def test_json_logs_are_one_object_per_line_with_fields() -> None:
     )
     doc = json.loads(JsonFormatter().format(record))
     assert doc["level"] == "warning" and doc["msg"] == "closed" and doc["close_code"] == 4006
+
+
+async def test_expired_flows_are_dropped_while_the_portal_is_unreachable(
+    make_portal: Callable[[Handler], Awaitable[FakePortal]], tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    client_key = b64key()
+    resource = p.Resource(uuid.uuid4(), "ip", "10.0.0.5")
+    expires = datetime.now(UTC) + timedelta(seconds=0.3)
+    auth = p.Authorization(
+        uuid.uuid4(), client_key, b64key(), IPv4Address("100.64.1.2"),
+        IPv6Address("fd00:2021:1111::102"), resource, expires,
+    )  # fmt: skip
+    init = p.Init(
+        uuid.uuid4(), IPv4Address("100.64.0.1"), IPv6Address("fd00:2021:1111::1"),
+        authorizations=(auth,), heartbeat_interval_s=0.05,
+    )  # fmt: skip
+
+    async def handler(ws: ServerConnection, n: int) -> None:
+        if n == 0:
+            await ws.send(p.dump(init))
+        await ws.close(1011, "portal broken")  # and every later attempt fails
+
+    fake = await make_portal(handler)
+    client = make_client(fake, tmp_path)
+    task = asyncio.create_task(client.run())
+    firewall = client.core.core.firewall
+    key = base64.b64decode(client_key)
+    await asyncio.sleep(0.15)
+    assert firewall.has_peer(key)
+    for _ in range(60):  # the expiry check runs at least once a second
+        await asyncio.sleep(0.05)
+        if not firewall.has_peer(key):
+            break
+    assert not firewall.has_peer(key)
+    assert len(fake.connections) >= 2  # it kept retrying meanwhile
+    client.stop_threadsafe()
+    assert await asyncio.wait_for(task, 5) == portal.EXIT_OK
