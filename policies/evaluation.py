@@ -25,9 +25,10 @@ report it) is treated as the IPv4 address, and IPv4-mapped condition ranges are 
 Speed: everything is compiled when a `Condition` is built (`parse_conditions` or the
 constructor): networks to integer pairs, lists to frozensets, time windows to per-zone weekly
 schedules. `evaluate` does no parsing and allocates little beyond the `Decision`. A time
-condition remembers the last open window it found, so while a window stays open its check is two
-comparisons. Compiling costs tens of microseconds, so the request path should keep compiled
-rules (or call `parse_conditions_cached`, which hands out the same objects for equal input).
+condition remembers the last open window and the last closed stretch it found, so while either
+lasts its check is a couple of comparisons. Compiling costs tens of microseconds, so the request
+path should keep compiled rules (or call `parse_conditions_cached`, which hands out the same
+objects for equal input).
 
 Time windows (``current_utc_datetime`` / ``is_in_day_of_week_time_ranges``)
 ----------------------------------------------------------------------------
@@ -217,6 +218,20 @@ class _ZoneWeek:
             return candidate
         return _next_offset_change(self.zone, at, candidate, offset)
 
+    def next_start(self, at: datetime) -> datetime:
+        """When the next window opens after `at`, or the zone's next UTC-offset change if that
+        comes first (the caller re-checks there). Precondition: not `covers(at)`."""
+        local = at.astimezone(self.zone)
+        _, sow = self._interval_at(local)
+        j = bisect.bisect_right(self.starts, sow)
+        start = self.starts[j] if j < len(self.starts) else _WEEK + self.starts[0]
+        offset = cast(timedelta, local.utcoffset())
+        wall_start = local.replace(tzinfo=None, microsecond=0) + timedelta(seconds=start - sow)
+        candidate = (wall_start - offset).replace(tzinfo=UTC)
+        if candidate.astimezone(self.zone).utcoffset() == offset:
+            return candidate
+        return _next_offset_change(self.zone, at, candidate, offset)
+
 
 def _next_offset_change(zone: ZoneInfo, lo: datetime, hi: datetime, offset: timedelta) -> datetime:
     """First whole second in (lo, hi] whose UTC offset in `zone` differs from `offset` (the offset
@@ -244,20 +259,24 @@ def _merge_intervals(intervals: Iterable[tuple[int, int]]) -> list[tuple[int, in
 
 
 class _Windows:
-    """A time condition's windows, grouped by zone, with a memo of the last window found open.
+    """A time condition's windows, grouped by zone, with memos of the last window found open
+    and the last stretch found closed.
 
-    The memo makes repeated evaluations inside one open window two comparisons: every instant
-    in [found at, window end) is covered and has the same end, so the answer cannot differ
-    there. It is a cache of a pure function (any `now`, in any order, gets the same answer as
-    without it); replacing the tuple is atomic, so threads sharing a condition are safe.
+    The memos make repeated evaluations a couple of comparisons: every instant in
+    [found at, window end) is covered and has the same end, and none in [found at, next opening)
+    is covered, so the answer cannot differ there. They cache a pure function (any `now`, in
+    any order, gets the same answer as without them); replacing a tuple is atomic, so threads
+    sharing a condition are safe.
     """
 
-    __slots__ = ("_memo", "weeks")
+    __slots__ = ("_closed", "_memo", "weeks")
 
     def __init__(self, weeks: tuple[_ZoneWeek, ...]) -> None:
         self.weeks = weeks
         # (from, until or None = forever, window end); valid for from <= now < until.
         self._memo: tuple[datetime, datetime | None, datetime | None] | None = None
+        # (from, until): no window is open for from <= now < until.
+        self._closed: tuple[datetime, datetime] | None = None
 
     def _memo_hit(self, now: datetime) -> bool:
         memo = self._memo
@@ -267,12 +286,28 @@ class _Windows:
         memo = self._memo  # _memo_hit, inlined: this is the hot path of a timed grant
         if memo is not None and memo[0] <= at and (memo[1] is None or at < memo[1]):
             return True
+        closed = self._closed
+        if closed is not None and closed[0] <= at < closed[1]:
+            return False
         for week in self.weeks:
             if week.covers(at):
                 # Finding the end now fills the memo, so later calls in this window are cheap.
                 self.end(at)
                 return True
+        self._closed = (at, self._next_open(at))
         return False
+
+    def _next_open(self, now: datetime) -> datetime:
+        """First instant after `now` that a window covers, or a bound (eight days on) up to
+        which none does. Precondition: no window covers `now`. Walks the events (window starts,
+        offset changes) of all zones in time order, so nothing opens between two of them."""
+        at = now
+        limit = now + _MAX_SPAN
+        while at < limit:
+            at = min(week.next_start(at) for week in self.weeks)
+            if self._covers_uncached(at):
+                return at
+        return at
 
     def _covers_uncached(self, at: datetime) -> bool:
         for week in self.weeks:  # noqa: SIM110 - hot path: a plain loop skips any()'s generator

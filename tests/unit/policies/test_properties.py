@@ -367,6 +367,33 @@ def test_time_windows_agree_with_the_reference(
             event("window ends before the session")
 
 
+@SLOW
+@given(
+    values=unique_lists(window_values()),
+    base=st.sampled_from(NEAR),
+    offsets=st.lists(st.integers(-2 * 86400, 2 * 86400), min_size=2, max_size=12),
+)
+def test_one_condition_asked_many_times_answers_like_the_reference(
+    values: list[str], base: datetime, offsets: list[int]
+) -> None:
+    # The same compiled condition across calls, as the portal keeps it: its memos of open and
+    # closed stretches must never change an answer, whatever order the instants come in.
+    raw = {"property": "current_utc_datetime", "operator": "is_in_day_of_week_time_ranges"}
+    rule = PolicyRule(
+        UUID(int=1), GROUPS[0], UUID(int=2), parse_conditions([{**raw, "values": values}])
+    )
+    for offset in offsets + sorted(offsets):
+        now = base + timedelta(seconds=offset)
+        session = now + timedelta(hours=6)
+        decision = evaluate(
+            {GROUPS[0]}, [rule], ClientContext(None, None, None, False, now, session)
+        )
+        assert decision.allowed is ref_covered(values, now), now
+        if decision.allowed:
+            end = ref_window_end(values, now, session)
+            assert decision.expires_at == (session if end == BEYOND else end), now
+
+
 @st.composite
 def timed_policies(draw: st.DrawFn) -> list[RawPolicy]:
     out = []
