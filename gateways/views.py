@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
@@ -63,6 +63,19 @@ def _gateway_rows(ui: UI, site: Site | None = None) -> Any:
     return qs.order_by("-online", "site__name", "name")
 
 
+def _gateway_context(ui: UI, site: Site | None) -> dict[str, Any]:
+    """The live gateway table: rows (at most 20 on the overview) and online/total counts."""
+    qs = Gateway.objects.for_account(ui.account)
+    if site is not None:
+        qs = qs.filter(site=site)
+    counts = qs.aggregate(total=Count("id"), online=Count("id", filter=Q(online=True)))
+    return {
+        "gateways": _gateway_rows(ui, site)[: 200 if site else 20],
+        "online_count": counts["online"],
+        "total_count": counts["total"],
+    }
+
+
 def _recent_authorizations(ui: UI) -> Any:
     return Authorization.objects.for_account(ui.account).order_by("-created_at", "-id")[:10]
 
@@ -71,10 +84,7 @@ def _recent_authorizations(ui: UI) -> Any:
 def overview(request: HttpRequest, ui: UI) -> HttpResponse:
     if not ui.is_admin:
         return redirect("device_list")
-    gateways = Gateway.objects.for_account(ui.account)
     counts = {
-        "gateways_online": gateways.filter(online=True).count(),
-        "gateways": gateways.count(),
         "sites": Site.objects.for_account(ui.account).count(),
         "resources": Resource.objects.for_account(ui.account).count(),
         "policies": Policy.objects.for_account(ui.account).count(),
@@ -86,7 +96,7 @@ def overview(request: HttpRequest, ui: UI) -> HttpResponse:
         "gateways/overview.html",
         {
             "counts": counts,
-            "gateways": _gateway_rows(ui)[:20],
+            **_gateway_context(ui, None),
             "recent": _recent_authorizations(ui),
             "now": timezone.now(),
             "poll": POLL_SECONDS,
@@ -101,13 +111,12 @@ def live_gateways(request: HttpRequest, ui: UI) -> HttpResponse:
     site = None
     if request.GET.get("site"):
         site = get_or_404(Site.objects.for_account(ui.account), request.GET["site"])
-    limit = 200 if site else 20
     return render_page(
         request,
         ui,
         "gateways/_gateway_rows.html",
         {
-            "gateways": _gateway_rows(ui, site)[:limit],
+            **_gateway_context(ui, site),
             "site": site,
             "poll": POLL_SECONDS,
         },
@@ -137,8 +146,6 @@ def _sites(ui: UI) -> Any:
 
 @admin_required
 def site_list(request: HttpRequest, ui: UI) -> HttpResponse:
-    from django.db.models import Count, Q
-
     q = request.GET.get("q", "").strip()
     sites = search(_sites(ui), q, ["name"]).annotate(
         gateway_count=Count("gateways", distinct=True),
@@ -172,6 +179,8 @@ def _deploy_page(
             "secret": issued.secret,
             "portal_url": url,
             "command": f"firezone-gateway --portal-url {url} --token {issued.secret}",
+            "poll": POLL_SECONDS,
+            **_gateway_context(ui, site),
         },
         nav="sites",
     )
@@ -218,7 +227,7 @@ def site_detail(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
         "gateways/site_detail.html",
         {
             "site": site,
-            "gateways": _gateway_rows(ui, site)[:200],
+            **_gateway_context(ui, site),
             "tokens": tokens,
             "resources": resources[:50],
             "resource_count": resources.count(),

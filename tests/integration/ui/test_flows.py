@@ -89,6 +89,7 @@ def test_site_page_shows_gateway_status_live(alice_client: Client, world: Any) -
     html = alice_client.get(partial, HTTP_HX_REQUEST="true").content.decode()
     assert f'data-gateway="{gateway.pk}"' in html
     assert 'data-status="online"' in html
+    assert "<strong>1</strong> of 1 gateway online" in html
     assert 'hx-trigger="every 5s"' in html
 
 
