@@ -336,10 +336,14 @@ class AuthorizationFilterForm(forms.Form):
     actor = forms.CharField(required=False, label="Actor email")
     resource = forms.CharField(required=False, label="Resource")
     since = forms.DateTimeField(
-        required=False, label="From", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+        required=False,
+        label="From (UTC)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
     )
     until = forms.DateTimeField(
-        required=False, label="Until", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+        required=False,
+        label="Until (UTC)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
     )
     status = forms.ChoiceField(
         required=False,

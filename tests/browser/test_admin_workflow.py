@@ -105,7 +105,12 @@ def test_admin_workflow(
     page.click("[data-testid=save]")
     page.wait_for_selector("h1:has-text('Dana')")
     nav(page, "Actors")
-    shots(page, "actors")
+    page.fill("input[name=q]", "dana")  # search as you type: htmx swaps just the list
+    page.wait_for_selector("#list >> text=1 total")
+    assert page.is_visible("#list >> text=dana@acme.test")
+    assert not page.is_visible("#list >> text=bob@acme.test")
+    assert "q=dana" in page.url
+    shots(page, "actors-search")
     nav(page, "Groups")
     page.click("table >> text=Engineering")
     page.fill("#id_email", "dana@acme.test")
@@ -234,3 +239,7 @@ def test_member_sees_only_his_devices(
     response = page.goto(f"{base}/resources/")
     assert response is not None and response.status == 403
     shots(page, "member-forbidden")
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    page.goto(f"{base}/devices/")
+    page.wait_for_selector("text=Bob phone")
+    shots(page, "member-devices-phone")
