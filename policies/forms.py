@@ -333,6 +333,7 @@ class PolicyForm(forms.Form):
 
 
 class AuthorizationFilterForm(forms.Form):
+    q = forms.CharField(required=False, label="Search")
     actor = forms.CharField(required=False, label="Actor email")
     resource = forms.CharField(required=False, label="Resource")
     since = forms.DateTimeField(

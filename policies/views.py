@@ -167,12 +167,15 @@ def resource_edit(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
+            site = _site(ui, data["site"])
+            if site is None:  # deleted since the form was rendered
+                raise ValidationFailed({"site": "Choose a site of this account."})
             services.update_resource(
                 resource,
                 name=data["name"],
                 kind=data["kind"],
                 address=data["address"],
-                site=_site(ui, data["site"]) or Site(pk=None),
+                site=site,
                 filters=form.filters(),
                 address_description=data["address_description"],
                 ip_stack=data["ip_stack"],
@@ -520,6 +523,12 @@ def filtered_authorizations(ui: UI, form: forms.AuthorizationFilterForm, now: da
     if not form.is_valid():
         return qs.none()
     data = form.cleaned_data
+    for word in (data.get("q") or "").split()[:5]:
+        qs = qs.filter(
+            Q(actor_email__icontains=word)
+            | Q(resource_name__icontains=word)
+            | Q(resource_address__icontains=word)
+        )
     if data.get("actor"):
         qs = qs.filter(actor_email__icontains=data["actor"].strip())
     if data.get("resource"):

@@ -377,6 +377,49 @@ def test_audit_log_filters_by_actor_resource_and_time(
     assert rows(since=since) == {new}
     assert rows(until=since) == {str(old.pk)}
     assert rows(status="revoked") == set()
+    assert rows(q="bob wiki") == {new}
+    assert rows(q="10.1.0") == {new, str(old.pk)}
+
+
+def test_actor_edit_sets_a_new_password(alice_client: Client, world: Any, bob: Any) -> None:
+    response = alice_client.post(
+        reverse("actor_edit", args=[bob.pk]),
+        {
+            "name": "Bob",
+            "email": "bob@acme.test",
+            "type": "user",
+            "password": "a brand new password",
+        },
+    )
+    assert response.status_code == 302
+    fresh = Client()
+    assert fresh.login(username="bob@acme.test", password="a brand new password")
+    assert not Client().login(username="bob@acme.test", password=PASSWORD)
+
+
+def test_policy_with_auth_provider_condition(alice_client: Client, world: Any, acme: Any) -> None:
+    from accounts import services as accounts
+    from policies.models import Policy
+
+    provider = accounts.create_auth_provider(acme, name="Okta", kind="okta")
+    form = alice_client.get(reverse("policy_new")).content.decode()
+    assert f'value="{provider.pk}"' in form
+    response = alice_client.post(
+        reverse("policy_new"),
+        {
+            "group": "Everyone",
+            "resource": "Wiki",
+            "provider_operator": "is_not_in",
+            "provider_values": [str(provider.pk)],
+        },
+    )
+    assert response.status_code == 302
+    policy = Policy.objects.for_account(acme).get(group__name="Everyone")
+    assert policy.conditions == [
+        {"property": "provider_id", "operator": "is_not_in", "values": [str(provider.pk)]}
+    ]
+    detail = alice_client.get(reverse("policy_detail", args=[policy.pk])).content.decode()
+    assert "Auth provider is not in Okta" in detail
 
 
 def test_overview_polls_new_authorizations(alice_client: Client, world: Any, alice: Any) -> None:
