@@ -30,6 +30,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -139,6 +140,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=1000)
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--hold", type=float, default=25.0, help="seconds to hold all sockets")
+    parser.add_argument(
+        "--redis-socket-timeout",
+        type=float,
+        default=60.0,
+        help="socket_timeout added to REDIS_URL for the portal (0: leave the URL alone)",
+    )
     args = parser.parse_args()
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -152,11 +159,18 @@ def main() -> None:
     with psycopg.connect(args.base_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{scratch}"')
     database_url = _with_db(args.base_url, scratch)
+    redis_url = args.redis_url
+    if args.redis_socket_timeout and "socket_timeout" not in redis_url:
+        # redis-py 8 defaults socket_timeout to 5 s, which aborts channels_redis' blocking
+        # BZPOPMIN (also 5 s) and kills the consumer waiting on it (1011) every few seconds
+        # (django/channels_redis#422). The portal settings need the same option; see the report.
+        sep = "&" if "?" in redis_url else "?"
+        redis_url = f"{redis_url}{sep}socket_timeout={args.redis_socket_timeout:g}"
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
         "DATABASE_CONN_MAX_AGE": "600",
-        "REDIS_URL": args.redis_url,
+        "REDIS_URL": redis_url,
         "FZ_CHANNEL_PREFIX": prefix,
         "SECRET_KEY": "benchmark-only-secret-key-0123456789abcdef",
         "FZ_TESTING": "1",
@@ -173,6 +187,9 @@ def main() -> None:
 
         call_command("migrate", verbosity=0)
         port = _free_port()
+        daphne_log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as daphne
+            prefix="fz-bench-daphne-", suffix=".log", delete=False
+        )
         daphne = subprocess.Popen(
             [
                 sys.executable,
@@ -187,10 +204,20 @@ def main() -> None:
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=daphne_log,
             start_new_session=True,
         )
         result = asyncio.run(bench(args, port, daphne.pid))
+        errors = [
+            line
+            for line in Path(daphne_log.name).read_text(errors="replace").splitlines()
+            if "Error" in line or "Traceback" in line
+        ]
+        result["server_errors"] = len(errors)
+        if errors:
+            log(f"daphne log {daphne_log.name}: {len(errors)} error lines, first: {errors[0]}")
+        else:
+            os.unlink(daphne_log.name)
         print(json.dumps(result))
     finally:
         if daphne is not None:
@@ -337,10 +364,10 @@ async def bench(args: argparse.Namespace, port: int, daphne_pid: int) -> dict[st
         await asyncio.sleep(0.02)
 
     still_open = sum(1 for a in open_agents if not a.closed)
-    for a in agents + [warm]:
+    for a in [*agents, warm]:
         if a.ws is not None:
             await a.ws.close()
-    for t in tasks + [warm_task]:
+    for t in [*tasks, warm_task]:
         t.cancel()
     await asyncio.gather(*tasks, warm_task, return_exceptions=True)
 
