@@ -189,6 +189,21 @@ def test_portal_drives_the_gateway_end_to_end(
     # ... while the address itself is up in the resource namespace (the refusal is the gateway's)
     assert probe(gw1_host.ns, "connect", FORBIDDEN_IP, str(TCP_PORT))["ok"] is True
 
+    # --- narrowing the resource's filters applies live (resource_updated), and widening too ------
+    allowed = policies.update_resource(
+        allowed, filters=[{"protocol": "tcp", "ports": [str(TCP_PORT)]}]
+    )
+
+    def icmp_refused() -> bool:
+        answer = probe(topo.client, "icmp", RESOURCE_IP, "1")
+        return (answer.get("type"), answer.get("code")) == (3, 13)
+
+    wait_for(icmp_refused, timeout=5, what="ICMP refused by the new filters")
+    assert probe(topo.client, "connect", RESOURCE_IP, str(TCP_PORT))["ok"] is True
+    assert any(e.get("msg") == "resource_updated" for e in gw1.events())
+    allowed = policies.update_resource(allowed, filters=[])
+    wait_for(lambda: _reaches(topo.client), timeout=5, what="ICMP allowed again")
+
     # --- the portal goes away: established traffic keeps flowing; the agent reconnects ----------
     channel_before = _gateway_row(account, gw1.external_id).channel_name
     run = udp_probe(lab, topo.client, RESOURCE_IP, interval=0.02, seconds=3.0)
