@@ -371,6 +371,8 @@ async def bench(args: argparse.Namespace, port: int, daphne_pid: int) -> dict[st
         t.cancel()
     await asyncio.gather(*tasks, warm_task, return_exceptions=True)
 
+    slowest = sorted(enumerate(latencies), key=lambda x: -x[1])[:3]
+    log("slowest trials (index, ms): " + ", ".join(f"({i}, {ms:.0f})" for i, ms in slowest))
     latencies.sort()
 
     def pct(p: float) -> float:
