@@ -62,7 +62,10 @@ def database_from_url(url: str) -> dict[str, Any]:
             "PASSWORD": unquote(parsed.password or ""),
             "HOST": parsed.hostname or "",
             "PORT": str(parsed.port or ""),
-            "CONN_MAX_AGE": int(os.environ.get("DATABASE_CONN_MAX_AGE", "0")),
+            # Persistent connections: websocket consumers hit the database from worker threads, and
+            # a new PostgreSQL connection per call costs more than the call.
+            "CONN_MAX_AGE": int(os.environ.get("DATABASE_CONN_MAX_AGE", "600")),
+            "CONN_HEALTH_CHECKS": True,
             "OPTIONS": options,
         }
     if parsed.scheme == "sqlite":
@@ -208,7 +211,9 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # No read timeout: channels_redis blocks on Redis for seconds at a time, and
+                # redis-py's default 5 s timeout would crash idle consumers (channels_redis#422).
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
                 "prefix": os.environ.get("FZ_CHANNEL_PREFIX", "fz"),
                 "capacity": 1000,
                 "expiry": 30,

@@ -37,6 +37,9 @@ class Command(BaseCommand):
                 options["host"],
                 "-p",
                 str(options["port"]),
+                # Agents reconnect anyway, but there is no reason to cut healthy sockets daily.
+                "--websocket_timeout",
+                "-1",
                 "firezone_site.asgi:application",
             ],
         }
