@@ -26,6 +26,7 @@ from firezone_site.ui import (
     form_page,
     get_or_404,
     list_context,
+    no_store,
     paginate,
     render_page,
     search,
@@ -500,7 +501,7 @@ def settings_page(request: HttpRequest, ui: UI) -> HttpResponse:
     q = request.GET.get("q", "").strip()
     tokens = search(_api_tokens(ui), q, ["name", "actor__name"])
     page = paginate(request, tokens)
-    return render_page(
+    response = render_page(
         request,
         ui,
         "accounts/settings.html",
@@ -515,6 +516,7 @@ def settings_page(request: HttpRequest, ui: UI) -> HttpResponse:
         nav="settings",
         status=status,
     )
+    return no_store(response) if issued is not None else response
 
 
 def _create_api_token(ui: UI, form: forms.ApiTokenForm) -> services.IssuedToken | None:

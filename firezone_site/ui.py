@@ -166,6 +166,12 @@ def is_partial(request: HttpRequest) -> bool:
     return is_htmx(request) and request.headers.get("HX-Boosted") != "true"
 
 
+def no_store(response: HttpResponse) -> HttpResponse:
+    """For responses that carry a secret shown once: no cache may keep a copy."""
+    response["Cache-Control"] = "no-store"
+    return response
+
+
 def render_page(
     request: HttpRequest,
     ui: UI,

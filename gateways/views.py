@@ -27,6 +27,7 @@ from firezone_site.ui import (
     get_or_404,
     list_context,
     member_required,
+    no_store,
     paginate,
     render_page,
     search,
@@ -170,19 +171,21 @@ def _deploy_page(
     request: HttpRequest, ui: UI, site: Site, issued: account_services.IssuedToken
 ) -> HttpResponse:
     url = portal_url(request)
-    return render_page(
-        request,
-        ui,
-        "gateways/site_deploy.html",
-        {
-            "site": site,
-            "secret": issued.secret,
-            "portal_url": url,
-            "command": f"firezone-gateway --portal-url {url} --token {issued.secret}",
-            "poll": POLL_SECONDS,
-            **_gateway_context(ui, site),
-        },
-        nav="sites",
+    return no_store(
+        render_page(
+            request,
+            ui,
+            "gateways/site_deploy.html",
+            {
+                "site": site,
+                "secret": issued.secret,
+                "portal_url": url,
+                "command": f"firezone-gateway --portal-url {url} --token {issued.secret}",
+                "poll": POLL_SECONDS,
+                **_gateway_context(ui, site),
+            },
+            nav="sites",
+        )
     )
 
 
@@ -401,18 +404,20 @@ def _registered_page(
     # a download straight from the page, and never store it.
     config = registered.config
     data_url = "data:text/plain;base64," + base64.b64encode(config.text.encode()).decode()
-    return render_page(
-        request,
-        ui,
-        "gateways/device_registered.html",
-        {
-            "device": registered.device,
-            "config": config,
-            "qr": configs.qr_svg(config.text),
-            "has_private_key": registered.private_key is not None,
-            "data_url": data_url,
-        },
-        nav="devices",
+    return no_store(
+        render_page(
+            request,
+            ui,
+            "gateways/device_registered.html",
+            {
+                "device": registered.device,
+                "config": config,
+                "qr": configs.qr_svg(config.text),
+                "has_private_key": registered.private_key is not None,
+                "data_url": data_url,
+            },
+            nav="devices",
+        )
     )
 
 

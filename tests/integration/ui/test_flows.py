@@ -55,6 +55,7 @@ def test_creating_a_site_shows_the_token_once_with_the_command(
     html = response.content.decode()
     command = html.split('id="gateway-command">', 1)[1].split("</code>", 1)[0]
     assert command.startswith("firezone-gateway --portal-url ws://portal.test --token fzg_")
+    assert response["Cache-Control"] == "no-store"
     secret = command.rsplit(" ", 1)[1]
     assert "ExecStart=/usr/local/bin/firezone-gateway --portal-url ws://portal.test" in html
     token = accounts.use_token(secret, kind=Token.Kind.GATEWAY)
@@ -328,6 +329,7 @@ def test_admin_registers_a_device_for_a_user(alice_client: Client, world: Any, b
     assert response.status_code == 200
     html = response.content.decode()
     assert "PrivateKey = " in html and "&lt;your private key&gt;" not in html
+    assert response["Cache-Control"] == "no-store"
     assert "<svg" in html
     device = ClientDevice.objects.for_account(bob.account_id).get(actor=bob, name="Bob phone")
     download = alice_client.get(reverse("device_config", args=[device.pk]))
@@ -451,6 +453,7 @@ def test_settings_rename_and_api_token_shown_once_then_revoked(
     )
     html = response.content.decode()
     secret = html.split('id="api-token">', 1)[1].split("<", 1)[0]
+    assert response["Cache-Control"] == "no-store"
     token = accounts.use_token(secret, kind=Token.Kind.API)
     assert token is not None and token.actor is not None
     assert token.actor.type == Actor.Type.SERVICE_ACCOUNT and token.actor.name == "Deployer"
