@@ -95,6 +95,14 @@ def create_account(*, name: str, slug: str) -> Account:
 
 
 @transaction.atomic
+def rename_account(account: Account, *, name: str) -> Account:
+    name = _clean_name(name)
+    Account.objects.filter(pk=account.pk).update(name=name)
+    account.name = name
+    return account
+
+
+@transaction.atomic
 def disable_account(account: Account) -> None:
     Account.objects.filter(pk=account.pk).update(disabled_at=timezone.now())
     account.refresh_from_db()

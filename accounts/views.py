@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts import forms, services
-from accounts.models import Account, Actor, Group, Membership, Token
+from accounts.models import Actor, Group, Membership, Token
 from firezone_site.errors import PermissionDenied, ValidationFailed
 from firezone_site.ui import (
     UI,
@@ -440,20 +440,6 @@ def actor_delete(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
 # --- settings: account name and API tokens ------------------------------------------------------
 
 
-def _rename_account(account: Account, name: str) -> None:
-    # accounts.services has no rename_account yet (reported to the lead); until it does, this is
-    # the one write the UI makes itself: a single-column update of the caller's own account.
-    rename = getattr(services, "rename_account", None)
-    if rename is not None:
-        rename(account, name=name)
-        return
-    name = name.strip()
-    if not name:
-        raise ValidationFailed({"name": "This field is required."})
-    account.name = name
-    account.save(update_fields=["name"])
-
-
 def _service_accounts(ui: UI) -> list[Actor]:
     return list(
         Actor.objects.for_account(ui.account)
@@ -483,7 +469,7 @@ def settings_page(request: HttpRequest, ui: UI) -> HttpResponse:
         account_form = forms.AccountForm(request.POST)
         if account_form.is_valid():
             try:
-                _rename_account(ui.account, account_form.cleaned_data["name"])
+                services.rename_account(ui.account, name=account_form.cleaned_data["name"])
             except ValidationFailed as exc:
                 apply_errors(account_form, exc)
             else:

@@ -281,6 +281,10 @@ LOGGING: dict[str, Any] = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
+# The URL gateways and clients reach the portal at (shown in deploy instructions); when unset,
+# the UI uses the origin of the admin's own request.
+FZ_PORTAL_URL = os.environ.get("FZ_PORTAL_URL", "")
+
 # Fixed product numbers (product.md).
 FZ_TUNNEL_IPV4 = "100.64.0.0/11"
 FZ_TUNNEL_IPV6 = "fd00:2021:1111::/107"

@@ -215,3 +215,14 @@ def test_the_last_admin_cannot_be_disabled_or_demoted(acme, alice) -> None:  # t
         accounts.update_actor(alice, type=Actor.Type.USER)
     alice.refresh_from_db()
     assert alice.disabled_at is None and alice.type == Actor.Type.ADMIN
+
+
+@pytest.mark.django_db
+def test_renaming_an_account_validates_the_name(acme) -> None:  # type: ignore[no-untyped-def]
+    from accounts.models import Account
+
+    with pytest.raises(ValidationFailed):
+        accounts.rename_account(acme, name="   ")
+    assert Account.objects.get(pk=acme.pk).name == "Acme"
+    accounts.rename_account(acme, name=" Acme Corp ")
+    assert Account.objects.get(pk=acme.pk).name == "Acme Corp"
