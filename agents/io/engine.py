@@ -10,6 +10,7 @@ IO-layer tests and benchmarks.
 from __future__ import annotations
 
 from collections.abc import Callable
+from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Protocol
 
 from .driver import Endpoint, Output
@@ -62,7 +63,8 @@ class CoreEngine:
     """A core's bound methods under the driver's names (zero per-packet overhead).
 
     Fast path: when the core can name the peer of a TUN packet without encrypting it
-    (``GatewayCore.route``) and its device seals many packets for one peer at once
+    (``GatewayCore.route``; for ``ClientCore`` an equivalent built from its public
+    ``gateway_for`` and tunnel addresses) and its device seals many packets for one peer at once
     (``Device.encrypt_batch``), ``route``/``encrypt_batch`` are set and the offload driver
     routes a TSO super-packet once and seals all its segments in one call: every segment has the
     same addresses, protocol and ports, so one decision holds for all of them. Otherwise both
@@ -74,14 +76,41 @@ class CoreEngine:
 
     def __init__(self, core: ConnlibCore) -> None:
         self.core = core
+        self.on_network: Callable[[bytes, Endpoint, float], Output] = core.handle_network_input
+        self.on_tun: Callable[[bytes, float], Output] = core.handle_tun_input
+        self.on_timeout: Callable[[float], Output] = core.handle_timeout
+        self.poll_timeout: Callable[[], float | None] = core.poll_timeout
         route = getattr(core, "route", None)
+        if route is None and hasattr(core, "gateway_for"):
+            route = _client_route(core)
         device = getattr(core, "device", None)
         encrypt_batch = getattr(device, "encrypt_batch", None)
         if callable(route) and callable(encrypt_batch):
             self.route, self.encrypt_batch = route, encrypt_batch
         else:
             self.route = self.encrypt_batch = None
-        self.on_network: Callable[[bytes, Endpoint, float], Output] = core.handle_network_input
-        self.on_tun: Callable[[bytes, float], Output] = core.handle_tun_input
-        self.on_timeout: Callable[[float], Output] = core.handle_timeout
-        self.poll_timeout: Callable[[], float | None] = core.poll_timeout
+
+
+def _client_route(core: object) -> RouteFn | None:
+    """``ClientCore`` has no ``route(packet, now)`` yet: build it from its public parts with the
+    same checks as its ``handle_tun_input`` (our own source address, longest-prefix gateway)."""
+    from agents.client.core import ClientCore
+    from agents.net.packet import parse
+
+    if not isinstance(core, ClientCore):
+        return None
+    client = core
+
+    def route(packet: bytes, now: float) -> bytes | None:
+        info = parse(packet)
+        if info is None:
+            return None
+        if info.version == 4:
+            if client.ipv4 is not None and info.src != client.ipv4:
+                return None
+            return client.gateway_for(IPv4Address(info.dst))
+        if client.ipv6 is not None and info.src != client.ipv6:
+            return None
+        return client.gateway_for(IPv6Address(info.dst))
+
+    return route

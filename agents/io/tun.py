@@ -79,6 +79,11 @@ class TunDevice:
                 _add_route(ipr, self.index, net)
                 self.routes = (*self.routes, net)
 
+    def unlink(self) -> None:
+        """Delete the network device but keep the fd open (wakes readers blocked on it)."""
+        with IPRoute() as ipr, contextlib.suppress(Exception):
+            ipr.link("del", index=self.index)
+
     def close(self) -> None:
         """Delete the device (idempotent). Safe to call from a signal handler's aftermath."""
         if self._closed:

@@ -50,6 +50,14 @@ def enable_gro(sock: socket.socket) -> bool:
     return True
 
 
+def disable_gro(sock: socket.socket) -> bool:
+    try:
+        sock.setsockopt(SOL_UDP, UDP_GRO, 0)
+    except OSError:
+        return False
+    return True
+
+
 def normalize_endpoint(addr: tuple[object, ...]) -> Endpoint:
     """(host, port) from a recvfrom address, unmapping ``::ffff:a.b.c.d``."""
     host = str(addr[0])
@@ -105,13 +113,13 @@ _GRO_CMSG_SPACE = socket.CMSG_SPACE(4)
 
 
 def recv_gro(
-    sock: socket.socket, buf: bytearray | memoryview
+    sock: socket.socket, buf: bytearray | memoryview, flags: int = 0
 ) -> tuple[int, int, tuple[object, ...]]:
     """One ``recvmsg_into``: (bytes received, segment size, source address).
 
     The segment size equals the byte count when the kernel did not coalesce.
     """
-    nbytes, ancdata, _flags, addr = sock.recvmsg_into([buf], _GRO_CMSG_SPACE)
+    nbytes, ancdata, _flags, addr = sock.recvmsg_into([buf], _GRO_CMSG_SPACE, flags)
     seg = nbytes
     for level, typ, data in ancdata:
         if level == SOL_UDP and typ == UDP_GRO and len(data) >= 2:

@@ -176,13 +176,13 @@ class Coalescer:
         key, ip_len, hdr_len, seq, flags, v4 = info
         payload_len = len(packet) - hdr_len
         if self._parts:
+            # ``key`` covers everything that must match between segments (see _tcp_info).
             if (
                 key == self._key
                 and seq == self._next_seq
                 and payload_len <= self._mss
                 and flags & ~TCP_PSH == TCP_ACK
                 and self._size + payload_len <= self.max_bytes
-                and _same_headers(self._base, packet, ip_len, hdr_len, v4)
             ):
                 self._parts.append(memoryview(packet)[hdr_len:])
                 self._count += 1
@@ -253,49 +253,35 @@ def _v4_csum_long(pkt: bytearray, ip_len: int) -> None:
 
 
 def _tcp_info(packet: bytes) -> tuple[bytes, int, int, int, int, bool] | None:
-    """(flow key, ip header len, ip+tcp header len, seq, tcp flags, is_v4) for plain TCP."""
-    if len(packet) < 40:
+    """(match key, ip header len, ip+tcp header len, seq, tcp flags, is_v4) for plain TCP.
+
+    The key holds every header byte that must be equal for two segments to be glued: addresses,
+    ports, TOS/traffic class, TTL/hop limit, DF, ack number, data offset, window, urgent pointer
+    and options (e.g. timestamps). It leaves out what differs per segment: length, IP ID, IP and
+    TCP checksums, sequence number and flags (checked separately).
+    """
+    n = len(packet)
+    if n < 40:
         return None
-    version = packet[0] >> 4
-    if version == 4:
-        ip_len = (packet[0] & 0x0F) * 4
+    b0 = packet[0]
+    if b0 == 0x45:
         if packet[9] != _PROTO_TCP or packet[6] & 0x3F or packet[7]:  # fragments
             return None
-        key = packet[12:20]
+        ip_len = 20
         v4 = True
-    elif version == 6:
-        if packet[6] != _PROTO_TCP or len(packet) < 60:
+        ip_part = packet[12:24] + packet[1:2] + packet[6:7] + packet[8:9]
+    elif b0 >> 4 == 6:
+        if n < 60 or packet[6] != _PROTO_TCP:
             return None
         ip_len = 40
-        key = packet[8:40]
         v4 = False
+        ip_part = packet[8:44] + packet[:4] + packet[7:8]
     else:
+        return None  # IPv4 with options: rare, not worth coalescing
+    hdr_len = ip_len + (packet[ip_len + 12] >> 4) * 4
+    if n < hdr_len or hdr_len < ip_len + 20:
         return None
-    if len(packet) < ip_len + 20:
-        return None
-    tcp_len = (packet[ip_len + 12] >> 4) * 4
-    hdr_len = ip_len + tcp_len
-    if len(packet) < hdr_len:
-        return None
-    key += packet[ip_len : ip_len + 4]
-    seq = _U32.unpack_from(packet, ip_len + 4)[0]
-    return key, ip_len, hdr_len, seq, packet[ip_len + 13], v4
-
-
-def _same_headers(base: bytes, pkt: bytes, ip_len: int, hdr_len: int, v4: bool) -> bool:
-    """Headers equal apart from fields that differ between segments of one super-packet."""
-    if len(base) < hdr_len or (base[ip_len + 12] >> 4) * 4 != hdr_len - ip_len:
-        return False
-    if v4:
-        # tos, ttl, protocol, addresses; ID/length/checksum may differ
-        if base[1] != pkt[1] or base[8:10] != pkt[8:10] or base[6] != pkt[6]:
-            return False
-    elif base[:4] != pkt[:4] or base[7] != pkt[7]:
-        return False
     t = ip_len
-    # ack number, data offset, window, urgent, options (timestamps); not seq/flags/checksum
-    return (
-        base[t + 8 : t + 13] == pkt[t + 8 : t + 13]
-        and base[t + 14 : t + 16] == pkt[t + 14 : t + 16]
-        and base[t + 18 : hdr_len] == pkt[t + 18 : hdr_len]
-    )
+    key = ip_part + packet[t + 8 : t + 13] + packet[t + 14 : t + 16] + packet[t + 18 : hdr_len]
+    seq = (packet[t + 4] << 24) | (packet[t + 5] << 16) | (packet[t + 6] << 8) | packet[t + 7]
+    return key, ip_len, hdr_len, seq, packet[t + 13], v4

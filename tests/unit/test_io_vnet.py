@@ -96,3 +96,19 @@ def test_it_does_not_coalesce_gaps_or_control_segments() -> None:
     out = [f for s in (a, gap, syn) for f in co.add(s)] + co.flush()
     assert [f[10:] for f in out] == [a, gap, syn]
     assert all(f[:10] == vnet.NO_OFFLOAD_HDR for f in out)
+
+
+def test_it_keeps_segments_with_different_ack_or_flow_apart() -> None:
+    first = tcp_v4(b"a" * 100, 1)
+    other_ack = tcp_v4(b"b" * 100, 101)
+    other_ack[28:32] = (12345).to_bytes(4, "big")
+    other_port = tcp_v4(b"c" * 100, 201)
+    other_port[20:22] = (40001).to_bytes(2, "big")
+    co = vnet.Coalescer()
+    pkts = [bytes(first), bytes(other_ack), bytes(other_port)]
+    out = [f for p in pkts for f in co.add(p)] + co.flush()
+    assert [f[10:] for f in out] == pkts
+    # and the control: the same three with matching headers do merge into one frame
+    same = [bytes(tcp_v4(bytes([i]) * 100, 1 + 100 * i)) for i in range(3)]
+    merged = [f for p in same for f in co.add(p)] + co.flush()
+    assert len(merged) == 1 and vnet.parse_header(merged[0])[1] == vnet.GSO_TCPV4
