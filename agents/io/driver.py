@@ -656,6 +656,7 @@ class OffloadDriver(ThreadsDriver):
         on_network = self.engine.on_network
         lock = self.lock
         coalescer = vnet.Coalescer()
+        add_into = coalescer.add_into
         dontwait = socket.MSG_DONTWAIT
         recv_into = sock.recvfrom_into
         gro = self.gro
@@ -703,7 +704,7 @@ class OffloadDriver(ThreadsDriver):
                         if tx:
                             tx_out.extend(tx)
                         for pkt in tun:
-                            frames.extend(coalescer.add(pkt))
+                            add_into(pkt, frames)
             frames.extend(coalescer.flush())
             if tx_out:
                 self._send(tx_out)
