@@ -10,11 +10,21 @@ heartbeat every 10 s), then measures:
   * capacity: how many gateway connections one daphne process holds with heartbeats (all must
     stay open and get every heartbeat reply during ``--hold`` seconds), and the daphne process's
     RSS growth per connection (VmRSS before/after).
+  * real agent: while the simulated gateways stay connected, one real ``firezone-gateway
+    --portal-url`` agent (in a network namespace, in its own site, connected to the same daphne
+    process through its unix socket; benchmarks/_agent_lab.py) holds a static device's peer and a
+    dynamic client's flow, both granted by one policy. Per trial (``--agent-trials``) the policy is
+    created, the agent is waited for until it installed both, then ``delete_policy`` is timed
+    until the agent has *applied* ``reject_access`` (flow removed) and ``remove_static_peer``
+    (peer removed): the agent logs each portal message right after applying it, with its own
+    timestamp. Needs root and /dev/net/tun; otherwise (or with ``--no-agent``) this part is
+    skipped with a note and ``"real_agent": null``.
 
 The scratch database (``fz_bench_revocation_<pid>``) and the Redis keys are removed at the end.
 The last line printed is one JSON object.
 
     .venv/bin/python benchmarks/revocation.py [--connections 1000] [--trials 100] [--hold 25]
+        [--agent-trials 30 | --no-agent]
 """
 
 from __future__ import annotations
@@ -31,15 +41,21 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+if TYPE_CHECKING:
+    from benchmarks._agent_lab import AgentProcess
 
 
 def log(message: str) -> None:
@@ -54,6 +70,21 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _percentiles(values: Sequence[float]) -> tuple[float | None, float | None, float | None]:
+    """(p50, p99, max) in the benchmark's rounding; p99 of fewer than 100 values is the max."""
+    if not values:
+        return None, None, None
+    ordered = sorted(values)
+    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+    return round(statistics.median(ordered), 1), round(p99, 1), round(ordered[-1], 1)
+
+
+def _raise_interrupt(_signum: int, _frame: FrameType | None) -> None:
+    # SIGTERM takes the same way out as Ctrl-C, so every finally block (namespace, agent,
+    # daphne, scratch database) runs.
+    raise KeyboardInterrupt
 
 
 def _rss_kb(pid: int) -> int:
@@ -141,12 +172,27 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--hold", type=float, default=25.0, help="seconds to hold all sockets")
     parser.add_argument(
+        "--agent-trials", type=int, default=30, help="policy deletes seen by the real agent"
+    )
+    parser.add_argument("--no-agent", action="store_true", help="skip the real gateway agent")
+    parser.add_argument(
         "--redis-socket-timeout",
         type=float,
         default=60.0,
         help="socket_timeout added to REDIS_URL for the portal (0: leave the URL alone)",
     )
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+
+    from benchmarks import _agent_lab
+
+    skip_reason = "--no-agent" if args.no_agent else _agent_lab.unavailable()
+    agent: AgentProcess | None = None
+    socket_path = Path(f"/tmp/fzbench{os.getpid()}.sock")
+    if skip_reason:
+        log(f"NOTE: the real gateway agent part is skipped ({skip_reason}): real_agent is null")
+    else:
+        agent = _agent_lab.AgentProcess(socket_path, external_id=f"bench-agent-{os.getpid()}")
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = min(hard, max(soft, 2 * args.connections + 512))
@@ -187,6 +233,8 @@ def main() -> None:
 
         call_command("migrate", verbosity=0)
         port = _free_port()
+        # The real agent reaches the same process through a unix socket (see _agent_lab).
+        unix = ["-u", str(socket_path)] if agent is not None else []
         daphne_log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as daphne
             prefix="fz-bench-daphne-", suffix=".log", delete=False
         )
@@ -199,6 +247,7 @@ def main() -> None:
                 "127.0.0.1",
                 "-p",
                 str(port),
+                *unix,
                 "firezone_site.asgi:application",
             ],
             cwd=ROOT,
@@ -207,7 +256,7 @@ def main() -> None:
             stderr=daphne_log,
             start_new_session=True,
         )
-        result = asyncio.run(bench(args, port, daphne.pid))
+        result = asyncio.run(bench(args, port, daphne.pid, agent, skip_reason))
         errors = [
             line
             for line in Path(daphne_log.name).read_text(errors="replace").splitlines()
@@ -219,7 +268,11 @@ def main() -> None:
         else:
             os.unlink(daphne_log.name)
         print(json.dumps(result))
+        if result.get("real_agent_error"):
+            raise SystemExit(1)
     finally:
+        if agent is not None:
+            agent.close()
         if daphne is not None:
             os.killpg(daphne.pid, signal.SIGTERM)
             try:
@@ -233,6 +286,7 @@ def main() -> None:
         with psycopg.connect(args.base_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
         _delete_redis_keys(args.redis_url, prefix)
+        socket_path.unlink(missing_ok=True)
 
 
 def _delete_redis_keys(url: str, prefix: str) -> None:
@@ -254,20 +308,45 @@ def _wait_port(port: int, timeout: float = 60) -> None:
     raise RuntimeError("daphne did not start")
 
 
-async def bench(args: argparse.Namespace, port: int, daphne_pid: int) -> dict[str, Any]:
+async def bench(
+    args: argparse.Namespace,
+    port: int,
+    daphne_pid: int,
+    agent: AgentProcess | None,
+    skip_reason: str | None,
+) -> dict[str, Any]:
     from asgiref.sync import sync_to_async
 
     from accounts import services as accounts
     from gateways import services as gateways
 
-    def setup() -> tuple[Any, Any, str]:
+    def setup() -> tuple[Any, Any, str, Any, str]:
         account = accounts.create_account(name="Bench", slug="bench")
         site = gateways.create_site(account, name="Site")
-        return account, site, gateways.issue_gateway_token(site).secret
+        agent_site = gateways.create_site(account, name="Agent site")
+        return (
+            account,
+            site,
+            gateways.issue_gateway_token(site).secret,
+            agent_site,
+            gateways.issue_gateway_token(agent_site).secret,
+        )
 
-    account, site, secret = await sync_to_async(setup)()
-    await asyncio.get_running_loop().run_in_executor(None, _wait_port, port)
+    account, site, secret, agent_site, agent_token = await sync_to_async(setup)()
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, _wait_port, port)
     url = f"ws://127.0.0.1:{port}/gateway/websocket"
+
+    # The real agent connects first, so its connection is part of the RSS baseline.
+    agent_error = ""
+    if agent is not None:
+        t_agent = time.perf_counter()
+        try:
+            await loop.run_in_executor(None, agent.start, agent_token)
+            log(f"real agent up in {time.perf_counter() - t_agent:.1f} s ({agent.external_id})")
+        except Exception as exc:
+            agent_error = f"agent start: {type(exc).__name__}: {exc}"
+            log(f"ERROR: the real gateway agent did not start: {exc}\n{agent.tail()}")
 
     # Warm-up connection: imports and first queries happen before the RSS baseline.
     keys = [gateways.generate_key_pair()[1] for _ in range(args.connections + 1)]
@@ -348,7 +427,6 @@ async def bench(args: argparse.Namespace, port: int, daphne_pid: int) -> dict[st
 
     latencies: list[float] = []
     lost = 0
-    loop = asyncio.get_running_loop()
     for policy, holder_id, auth_id in trials:
         holder = by_id[holder_id]
         fut: asyncio.Future[float] = loop.create_future()
@@ -363,6 +441,22 @@ async def bench(args: argparse.Namespace, port: int, daphne_pid: int) -> dict[st
         latencies.append((arrived - start) * 1000)
         await asyncio.sleep(0.02)
 
+    # The real agent's trials, while all simulated gateways stay connected.
+    figures: dict[str, Any] | None = None
+    if agent is not None and not agent_error:
+        stop = threading.Event()
+        log(f"real agent: {args.agent_trials} policy deletes ...")
+        try:
+            figures = await loop.run_in_executor(
+                None, real_agent_trials, account, agent_site, agent, args.agent_trials, stop
+            )
+        except asyncio.CancelledError:
+            stop.set()
+            raise
+        except Exception as exc:
+            agent_error = f"agent trials: {type(exc).__name__}: {exc}"
+            log(f"ERROR: real agent trials failed: {exc}\n{agent.tail()}")
+
     still_open = sum(1 for a in open_agents if not a.closed)
     for a in [*agents, warm]:
         if a.ws is not None:
@@ -373,17 +467,14 @@ async def bench(args: argparse.Namespace, port: int, daphne_pid: int) -> dict[st
 
     slowest = sorted(enumerate(latencies), key=lambda x: -x[1])[:3]
     log("slowest trials (index, ms): " + ", ".join(f"({i}, {ms:.0f})" for i, ms in slowest))
-    latencies.sort()
-
-    def pct(p: float) -> float:
-        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 1)
+    p50, p99, worst = _percentiles(latencies)
 
     rss_mb = round(rss_after / 1024, 1)
     held = len(open_agents)
-    result = {
-        "revocation_p50_ms": round(statistics.median(latencies), 1) if latencies else None,
-        "revocation_p99_ms": pct(0.99) if latencies else None,
-        "revocation_max_ms": round(latencies[-1], 1) if latencies else None,
+    result: dict[str, Any] = {
+        "revocation_p50_ms": p50,
+        "revocation_p99_ms": p99,
+        "revocation_max_ms": worst,
         "revocation_trials": len(latencies),
         "revocation_lost": lost,
         "connections": still_open,
@@ -393,9 +484,150 @@ async def bench(args: argparse.Namespace, port: int, daphne_pid: int) -> dict[st
         "rss_mb": rss_mb,
         "rss_before_mb": round(rss_before / 1024, 1),
         "rss_per_connection_kb": round((rss_after - rss_before) / max(held, 1), 1),
+        "real_agent_revocation_p50_ms": figures["reject_p50_ms"] if figures else None,
+        "real_agent_revocation_p99_ms": figures["reject_p99_ms"] if figures else None,
+        "real_agent_static_removal_p50_ms": figures["static_p50_ms"] if figures else None,
+        "real_agent_static_removal_p99_ms": figures["static_p99_ms"] if figures else None,
+        "real_agent_trials": figures["trials"] if figures else 0,
+        "real_agent": figures,
     }
+    if skip_reason:
+        result["real_agent_skipped"] = skip_reason
+    if agent_error:
+        result["real_agent_error"] = agent_error
     log(json.dumps(result, indent=1))
+    if figures:
+        log(
+            f"real agent ({figures['trials']} trials, {figures['lost']} lost): policy delete -> "
+            f"reject_access applied p50 {figures['reject_p50_ms']} ms, p99 "
+            f"{figures['reject_p99_ms']} ms; -> static peer removed p50 "
+            f"{figures['static_p50_ms']} ms, p99 {figures['static_p99_ms']} ms "
+            f"(delete_policy call p50 {figures['delete_call_p50_ms']} ms)"
+        )
+    log(
+        f"simulated ({len(latencies)} trials): policy delete -> reject_access received "
+        f"p50 {p50} ms, p99 {p99} ms; {still_open} connections held, {rss_mb} MB RSS"
+    )
     return result
+
+
+# Predicates on the agent's JSON log events (fields: see PortalClient._log_step). "changes" is the
+# number of data-plane commands the message caused: > 0 means the agent knew the flow and removed
+# it, not merely that it parsed the message.
+
+
+def _static_peer_added(key: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda e: e.get("msg") == "add_static_peer" and e.get("peer") == key
+
+
+def _static_peer_removed(key: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda e: e.get("msg") == "remove_static_peer" and e.get("peer") == key
+
+
+def _flow_installed(auth_id: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda e: (
+        e.get("msg") == "create_authorization"
+        and e.get("authorization_id") == auth_id
+        and int(e.get("changes", 0)) > 0
+    )
+
+
+def _flow_rejected(auth_id: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda e: (
+        e.get("msg") == "reject_access"
+        and auth_id in str(e.get("authorization_ids", "")).split(",")
+        and int(e.get("changes", 0)) > 0
+    )
+
+
+def real_agent_trials(
+    account: Any, site: Any, agent: AgentProcess, trials: int, stop: threading.Event
+) -> dict[str, Any]:
+    """Per trial: a policy grants one user's static device and dynamic flow in the agent's
+    site; once the agent installed both, delete the policy and time until it applied both
+    removals (agent log timestamps, see benchmarks/_agent_lab.py)."""
+    from accounts import services as accounts
+    from gateways import services as gateways
+    from gateways.models import ClientDevice, Gateway
+    from policies import services as policies
+    from policies.models import Authorization
+
+    user = accounts.create_actor(account, email="carol@bench.test", name="Carol", type="user")
+    group = accounts.create_group(account, name="Agent users")
+    accounts.add_member(group, user)
+    resource = policies.create_resource(
+        account, name="agent-lan", kind="cidr", address="10.203.0.0/24", site=site
+    )
+    static_key = gateways.register_static_device(user, name="router").device.public_key
+    addresses = gateways.allocate_tunnel_address(account)
+    laptop = ClientDevice.objects.create(
+        account=account,
+        actor=user,
+        external_id="carol-laptop",
+        name="carol-laptop",
+        public_key=gateways.generate_key_pair()[1],
+        address=addresses.slot,
+        ipv4=addresses.ipv4,
+        ipv6=addresses.ipv6,
+    )
+    gateway = Gateway.objects.for_account(account).get(site=site, external_id=agent.external_id)
+    gateway_id = gateway.pk
+
+    reject_ms: list[float] = []
+    static_ms: list[float] = []
+    call_ms: list[float] = []
+    pipe_ms: list[float] = []
+    lost = 0
+    for _ in range(trials):
+        if stop.is_set():
+            break
+        since = agent.mark()
+        policy = policies.create_policy(account, group=group, resource=resource)
+        auth = Authorization.objects.create(
+            account=account,
+            actor=user,
+            device=laptop,
+            resource=resource,
+            policy=policy,
+            gateway_id=gateway_id,
+        )
+        auth_id = str(auth.pk)
+        gateways.push_create_authorization(auth)
+        agent.wait(_static_peer_added(static_key), since=since)
+        agent.wait(_flow_installed(auth_id), since=since)
+
+        since = agent.mark()
+        start = time.time()
+        policies.delete_policy(policy)
+        call_ms.append((time.time() - start) * 1000)
+        try:
+            rejected = agent.wait(_flow_rejected(auth_id), since=since)
+            removed = agent.wait(_static_peer_removed(static_key), since=since)
+        except TimeoutError:
+            lost += 1
+            continue
+        reject_ms.append((float(rejected["ts"]) - start) * 1000)
+        static_ms.append((float(removed["ts"]) - start) * 1000)
+        pipe_ms.append((float(rejected["recv"]) - float(rejected["ts"])) * 1000)
+        time.sleep(0.02)
+
+    if not agent.alive():
+        raise RuntimeError(f"the agent died during the trials:\n{agent.tail()}")
+    reject = _percentiles(reject_ms)
+    static = _percentiles(static_ms)
+    return {
+        "trials": len(reject_ms),
+        "lost": lost,
+        "reject_p50_ms": reject[0],
+        "reject_p99_ms": reject[1],
+        "reject_max_ms": reject[2],
+        "static_p50_ms": static[0],
+        "static_p99_ms": static[1],
+        "static_max_ms": static[2],
+        "delete_call_p50_ms": _percentiles(call_ms)[0],
+        # How late this process read the log lines (not part of the figures above).
+        "log_read_delay_p50_ms": _percentiles(pipe_ms)[0],
+    }
 
 
 if __name__ == "__main__":
