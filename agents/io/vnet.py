@@ -29,6 +29,7 @@ _HDR = struct.Struct("<BBHHHH")  # flags, gso_type, hdr_len, gso_size, csum_star
 NO_OFFLOAD_HDR = bytes(VNET_HDR_LEN)
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
+_LEN_ID = struct.Struct("!HH")
 
 TCP_FIN = 0x01
 TCP_PSH = 0x08
@@ -98,15 +99,31 @@ def segment(frame: bytes | bytearray | memoryview) -> list[bytes]:
     ip_len = (pkt[0] & 0x0F) * 4 if v4 else 40
     tcp_len = (pkt[ip_len + 12] >> 4) * 4
     hdr_len = ip_len + tcp_len
-    header = bytes(pkt[:hdr_len])
-    payload = pkt[hdr_len:]
-    total = len(payload)
+    # Checksums are computed incrementally: the sums of the header words that are the same for
+    # every segment are taken once (with the per-segment fields zeroed), then each segment adds
+    # its own length / IP ID / sequence number / flags and its payload's sum. The payload
+    # starts at an even offset, so its sum simply adds in.
+    header = bytearray(pkt[:hdr_len])
     seq = _U32.unpack_from(header, ip_len + 4)[0]
     tcp_flags = header[ip_len + 13]
-    ip_id = _U16.unpack_from(header, 4)[0] if v4 else 0
-    # Pseudo-header addresses + protocol are the same for every segment.
-    base = int.from_bytes(header[12:20] if v4 else header[8:40], "big") + _PROTO_TCP
+    header[ip_len + 4 : ip_len + 8] = b"\x00\x00\x00\x00"
+    header[ip_len + 12 : ip_len + 14] = bytes((header[ip_len + 12], 0))
+    header[ip_len + 16 : ip_len + 18] = b"\x00\x00"
+    # (the data offset stays in the header sum; each segment adds its flags byte)
+    tcp_base = int.from_bytes(header[ip_len:], "big") % 0xFFFF + _PROTO_TCP
+    if v4:
+        ip_id = _U16.unpack_from(header, 4)[0]
+        header[2:6] = b"\x00\x00\x00\x00"
+        header[10:12] = b"\x00\x00"
+        ip_base = int.from_bytes(header[:ip_len], "big") % 0xFFFF
+        tcp_base += int.from_bytes(header[12:20], "big") % 0xFFFF
+    else:
+        ip_id = ip_base = 0
+        tcp_base += int.from_bytes(header[8:40], "big") % 0xFFFF
+    payload = pkt[hdr_len:]
+    total = len(payload)
     out: list[bytes] = []
+    join = b"".join
     off = 0
     i = 0
     while off < total:
@@ -114,26 +131,28 @@ def segment(frame: bytes | bytearray | memoryview) -> list[bytes]:
         n = len(chunk)
         last = off + n >= total
         seg = bytearray(header)
-        seg += chunk
         if v4:
-            seg[2:4] = _U16.pack(hdr_len + n)
-            seg[4:6] = _U16.pack((ip_id + i) & 0xFFFF)
-            seg[10:12] = b"\x00\x00"
-            seg[10:12] = _U16.pack(checksum(seg[:ip_len]))
+            ident = (ip_id + i) & 0xFFFF
+            _LEN_ID.pack_into(seg, 2, hdr_len + n, ident)
+            _U16.pack_into(seg, 10, ~_fold(ip_base + hdr_len + n + ident) & 0xFFFF)
         else:
-            seg[4:6] = _U16.pack(tcp_len + n)
+            _U16.pack_into(seg, 4, tcp_len + n)
         f = tcp_flags
         if not last:
             f &= ~(TCP_FIN | TCP_PSH)
         if i:
             f &= ~TCP_CWR
+        s = (seq + off) & 0xFFFFFFFF
         seg[ip_len + 13] = f
-        seg[ip_len + 4 : ip_len + 8] = _U32.pack((seq + off) & 0xFFFFFFFF)
-        seg[ip_len + 16 : ip_len + 18] = b"\x00\x00"
-        seg[ip_len + 16 : ip_len + 18] = _U16.pack(
-            checksum(memoryview(seg)[ip_len:], base + tcp_len + n)
+        _U32.pack_into(seg, ip_len + 4, s)
+        body = (
+            int.from_bytes(chunk, "big")
+            if not n & 1
+            else int.from_bytes(bytes(chunk) + b"\x00", "big")
         )
-        out.append(bytes(seg))
+        csum = tcp_base + tcp_len + n + (s >> 16) + (s & 0xFFFF) + f + body
+        _U16.pack_into(seg, ip_len + 16, ~_fold(csum) & 0xFFFF)
+        out.append(join((seg, chunk)))
         off += n
         i += 1
     return out

@@ -112,3 +112,36 @@ def test_it_keeps_segments_with_different_ack_or_flow_apart() -> None:
     same = [bytes(tcp_v4(bytes([i]) * 100, 1 + 100 * i)) for i in range(3)]
     merged = [f for p in same for f in co.add(p)] + co.flush()
     assert len(merged) == 1 and vnet.parse_header(merged[0])[1] == vnet.GSO_TCPV4
+
+
+def test_it_segments_odd_sized_tails_with_valid_checksums() -> None:
+    payload = bytes(range(256)) * 25 + b"z"  # 6401 bytes: the last segment has odd length
+    segs = vnet.segment(super_frame(payload, 100, 1, vnet.TCP_ACK))
+    assert len(segs) == 65 and len(segs[-1]) == 40 + 1
+    assert all(tcp_ok(s) for s in segs)
+    assert b"".join(s[40:] for s in segs) == payload
+
+
+def tcp6_ok(pkt: bytes) -> bool:
+    seg = pkt[40:]
+    pseudo = pkt[8:40] + struct.pack("!I3xB", len(seg), 6)
+    return ref_checksum(pseudo + seg) == 0
+
+
+def test_it_segments_ipv6_super_packets() -> None:
+    src = bytes.fromhex("fd002021111100000000000000000002")
+    dst = bytes.fromhex("fd00aaaa000000000000000000000001")
+    payload = bytes(range(251)) * 10  # 2510 bytes -> 1200 + 1200 + 110
+    tcp = struct.pack("!HHIIBBHHH", 40000, 443, 77, 99, 5 << 4, vnet.TCP_ACK | vnet.TCP_PSH, 512,
+                      0, 0)  # fmt: skip
+    ip = struct.pack("!IHBB16s16s", 6 << 28, len(tcp) + len(payload), 6, 64, src, dst)
+    pkt = bytearray(ip + tcp + payload)
+    pseudo = int.from_bytes(src + dst, "big") + 6 + len(tcp) + len(payload)
+    pkt[56:58] = struct.pack("!H", vnet._fold(pseudo))
+    frame = struct.pack("<BBHHHH", vnet.F_NEEDS_CSUM, vnet.GSO_TCPV6, 60, 1200, 40, 16) + pkt
+    segs = vnet.segment(frame)
+    assert [len(s) - 60 for s in segs] == [1200, 1200, 110]
+    assert all(tcp6_ok(s) for s in segs)
+    assert [struct.unpack_from("!H", s, 4)[0] for s in segs] == [1220, 1220, 130]
+    assert [struct.unpack_from("!I", s, 44)[0] for s in segs] == [77, 1277, 2477]
+    assert [s[53] & vnet.TCP_PSH for s in segs] == [0, 0, vnet.TCP_PSH]
