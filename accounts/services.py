@@ -26,6 +26,7 @@ from firezone_site.errors import (
     NotFound,
     PermissionDenied,
     ValidationFailed,
+    clean_name,
     integrity_errors_as_validation,
 )
 from firezone_site.events import AccessChanged, publish
@@ -53,15 +54,6 @@ _CONSTRAINTS = {
 }
 
 
-def _clean_name(value: str, field: str = "name", max_length: int = 255) -> str:
-    value = (value or "").strip()
-    if not value:
-        raise ValidationFailed({field: "This field is required."})
-    if len(value) > max_length:
-        raise ValidationFailed({field: f"At most {max_length} characters."})
-    return value
-
-
 def _clean_email(value: str, *, required: bool) -> str:
     value = (value or "").strip().lower()
     if not value:
@@ -80,7 +72,7 @@ def _clean_email(value: str, *, required: bool) -> str:
 
 @transaction.atomic
 def create_account(*, name: str, slug: str) -> Account:
-    name = _clean_name(name)
+    name = clean_name(name)
     slug = (slug or "").strip().lower()
     if not SLUG_RE.match(slug):
         raise ValidationFailed(
@@ -96,7 +88,7 @@ def create_account(*, name: str, slug: str) -> Account:
 
 @transaction.atomic
 def rename_account(account: Account, *, name: str) -> Account:
-    name = _clean_name(name)
+    name = clean_name(name)
     Account.objects.filter(pk=account.pk).update(name=name)
     account.name = name
     return account
@@ -150,7 +142,7 @@ def create_actor(
 ) -> Actor:
     if type not in Actor.Type.values:
         raise ValidationFailed({"type": f"Choose one of: {', '.join(Actor.Type.values)}."})
-    name = _clean_name(name)
+    name = clean_name(name)
     email = _clean_email(email, required=type in (Actor.Type.USER, Actor.Type.ADMIN))
     if email and Actor.objects.for_account(account).filter(email=email).exists():
         raise ValidationFailed({"email": "An actor with this email already exists."})
@@ -194,7 +186,7 @@ def update_actor(
 ) -> Actor:
     actor = Actor.objects.select_for_update().get(pk=actor.pk, account_id=actor.account_id)
     if name is not None:
-        actor.name = _clean_name(name)
+        actor.name = clean_name(name)
     if email is not None:
         clean = _clean_email(email, required=actor.type in (Actor.Type.USER, Actor.Type.ADMIN))
         taken = Actor.objects.for_account(actor.account_id).filter(email=clean).exclude(pk=actor.pk)
@@ -297,7 +289,7 @@ def delete_actor(actor: Actor) -> None:
 
 @transaction.atomic
 def create_group(account: Account, *, name: str) -> Group:
-    name = _clean_name(name)
+    name = clean_name(name)
     if Group.objects.for_account(account).filter(name=name).exists():
         raise ValidationFailed({"name": "A group with this name already exists."})
     with integrity_errors_as_validation(_CONSTRAINTS):
@@ -312,7 +304,7 @@ def _check_static(group: Group) -> None:
 @transaction.atomic
 def rename_group(group: Group, *, name: str) -> Group:
     _check_static(group)
-    name = _clean_name(name)
+    name = clean_name(name)
     taken = Group.objects.for_account(group.account_id).filter(name=name).exclude(pk=group.pk)
     if taken.exists():
         raise ValidationFailed({"name": "A group with this name already exists."})
@@ -414,7 +406,7 @@ def create_auth_provider(
     portal_session_lifetime: timedelta = timedelta(hours=8),
     config: dict[str, object] | None = None,
 ) -> AuthProvider:
-    name = _clean_name(name)
+    name = clean_name(name)
     if kind not in AuthProvider.Kind.values:
         raise ValidationFailed({"kind": f"Choose one of: {', '.join(AuthProvider.Kind.values)}."})
     if context not in AuthProvider.Context.values:
@@ -447,7 +439,7 @@ def disable_auth_provider(provider: AuthProvider) -> None:
 
 @transaction.atomic
 def create_directory(account: Account, *, name: str, kind: str) -> Directory:
-    name = _clean_name(name)
+    name = clean_name(name)
     if kind not in Directory.Kind.values:
         raise ValidationFailed({"kind": f"Choose one of: {', '.join(Directory.Kind.values)}."})
     if Directory.objects.for_account(account).filter(name=name).exists():

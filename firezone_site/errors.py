@@ -21,6 +21,16 @@ class ValidationFailed(ServiceError):
         super().__init__("; ".join(f"{f}: {' '.join(m)}" for f, m in self.errors.items()))
 
 
+def clean_name(value: str, field: str = "name", max_length: int = 255) -> str:
+    """A required, stripped display name of at most ``max_length`` characters."""
+    value = (value or "").strip()
+    if not value:
+        raise ValidationFailed({field: "This field is required."})
+    if len(value) > max_length:
+        raise ValidationFailed({field: f"At most {max_length} characters."})
+    return value
+
+
 class NotFound(ServiceError):
     pass
 

@@ -27,6 +27,7 @@ from firezone_site.errors import (
     NotFound,
     ServiceError,
     ValidationFailed,
+    clean_name,
     integrity_errors_as_validation,
 )
 from firezone_site.events import AccessChanged, publish
@@ -96,18 +97,9 @@ def allocate_tunnel_address(
 # --- sites -------------------------------------------------------------------------------------
 
 
-def _clean_name(value: str) -> str:
-    value = (value or "").strip()
-    if not value:
-        raise ValidationFailed({"name": "This field is required."})
-    if len(value) > 255:
-        raise ValidationFailed({"name": "At most 255 characters."})
-    return value
-
-
 @transaction.atomic
 def create_site(account: Account, *, name: str) -> Site:
-    name = _clean_name(name)
+    name = clean_name(name)
     if Site.objects.for_account(account).filter(name=name).exists():
         raise ValidationFailed({"name": "A site with this name already exists."})
     with integrity_errors_as_validation(_CONSTRAINTS):
@@ -116,7 +108,7 @@ def create_site(account: Account, *, name: str) -> Site:
 
 @transaction.atomic
 def rename_site(site: Site, *, name: str) -> Site:
-    name = _clean_name(name)
+    name = clean_name(name)
     taken = Site.objects.for_account(site.account_id).filter(name=name).exclude(pk=site.pk)
     if taken.exists():
         raise ValidationFailed({"name": "A site with this name already exists."})
@@ -444,7 +436,7 @@ def register_static_device(
     rendered into ``config``) once and never stored.
     """
     actor = Actor.objects.for_account(actor.account_id).get(pk=actor.pk)
-    name = _clean_name(name)
+    name = clean_name(name)
     if (
         ClientDevice.objects.for_account(actor.account_id)
         .filter(actor=actor, kind=ClientDevice.Kind.STATIC, name=name)

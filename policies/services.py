@@ -9,7 +9,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Account, Group
-from firezone_site.errors import NotFound, ValidationFailed, integrity_errors_as_validation
+from firezone_site.errors import (
+    NotFound,
+    ValidationFailed,
+    clean_name,
+    integrity_errors_as_validation,
+)
 from firezone_site.events import AccessChanged, publish
 from gateways.models import Site
 from policies import evaluation, validation
@@ -20,15 +25,6 @@ _CONSTRAINTS = {
     "one_internet_resource_per_account": ("kind", "The account already has an internet resource."),
     "policy_group_resource_unique": ("group", "A policy for this group and resource exists."),
 }
-
-
-def _clean_name(value: str, field: str = "name") -> str:
-    value = (value or "").strip()
-    if not value:
-        raise ValidationFailed({field: "This field is required."})
-    if len(value) > 255:
-        raise ValidationFailed({field: "At most 255 characters."})
-    return value
 
 
 def _site(account: Account, site: Site | None) -> Site:
@@ -49,7 +45,7 @@ def check_resource(
 ) -> tuple[str, str, list[dict[str, Any]]]:
     errors: dict[str, str] = {}
     try:
-        name = _clean_name(name)
+        name = clean_name(name)
     except ValidationFailed as exc:
         errors["name"] = exc.errors["name"][0]
     if kind not in Resource.Kind.values:
