@@ -222,10 +222,15 @@ def test_our_client_talks_both_ways_with_a_wireguard_go_server(setup: Setup) -> 
     assert not s.topo.client.link_exists(client.ifname)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_removes_the_tun_device_and_the_nft_table(setup: Setup, signum: int) -> None:
+@pytest.mark.parametrize(
+    ("signum", "io_mode"),
+    [(signal.SIGINT, None)] + [(signal.SIGTERM, mode) for mode in MODES],
+)
+def test_a_signal_removes_the_tun_device_and_the_nft_table(
+    setup: Setup, signum: int, io_mode: str | None
+) -> None:
     s = setup
-    gw = start_agent(s.lab, s.topo.gateway, "gateway", gateway_config(s))
+    gw = start_agent(s.lab, s.topo.gateway, "gateway", gateway_config(s), io_mode=io_mode)
     table = f"fz_{gw.ifname}"
     assert s.topo.gateway.link_exists(gw.ifname)
     assert s.topo.gateway.run(["nft", "list", "table", "inet", table], check=False).returncode == 0
@@ -257,3 +262,31 @@ def test_our_client_through_our_gateway(setup: Setup, io_mode: str) -> None:
     )
     start_agent(s.lab, s.topo.client, "client", config, io_mode=io_mode)
     assert_allowed_and_denied(s)
+
+
+def test_a_client_routing_everything_keeps_its_gateway_endpoint_out_of_the_tunnel(
+    setup: Setup,
+) -> None:
+    s = setup
+    start_agent(s.lab, s.topo.gateway, "gateway", gateway_config(s))
+    config = client_toml(
+        s.client_keys.private,
+        CLIENT_IP,
+        [
+            {
+                "public_key": s.gw_keys.public,
+                "endpoint": f"{s.topo.gateway_ip}:51820",
+                "preshared_key": s.psk,
+                "resources": ["internet"],
+            }
+        ],
+    )
+    client = start_agent(s.lab, s.topo.client, "client", config)
+    routes = s.topo.client.run(["ip", "route"]).stdout
+    assert f"0.0.0.0/1 dev {client.ifname}" in routes
+    assert f"128.0.0.0/1 dev {client.ifname}" in routes
+    assert f"{s.topo.gateway_ip} dev {s.topo.client_if}" in routes
+    # traffic flows, so the encrypted datagrams did not loop back into the tunnel
+    assert s.topo.client.probe("icmp", ALLOWED_HOST) == {"reply": True, "from": ALLOWED_HOST}
+    assert client.terminate() == 0
+    assert s.topo.gateway_ip not in s.topo.client.run(["ip", "route"]).stdout
