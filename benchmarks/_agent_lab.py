@@ -52,7 +52,7 @@ class AgentProcess:
     def __init__(self, socket_path: Path, external_id: str) -> None:
         self.socket_path = socket_path
         self.external_id = external_id
-        self.lab = Lab("fzr")
+        self.lab: Lab | None = None  # created by start(), so nothing exists before it
         self.ifname = ""
         self.process: subprocess.Popen[bytes] | None = None
         self.events: list[Event] = []
@@ -63,11 +63,12 @@ class AgentProcess:
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self, token: str, timeout: float = 30.0) -> None:
         """Namespace, bridge, agent; returns once the agent's data plane is up."""
-        ns = self.lab.namespace("gw")
+        lab = self.lab = Lab("fzr")
+        ns = lab.namespace("gw")
         # The host addresses are only used for the endpoint the agent advertises.
-        start_bridge(self.lab, GatewayHost(ns, "10.203.0.1", "10.203.0.1"), self.socket_path)
+        start_bridge(lab, GatewayHost(ns, "10.203.0.1", "10.203.0.1"), self.socket_path)
         self.ifname = unique_name("fzrg")
-        token_file = self.lab.tmpfile(f"{self.ifname}.token", token + "\n")
+        token_file = lab.tmpfile(f"{self.ifname}.token", token + "\n")
         args = [
             *_agent_command(),
             "--portal-url", f"http://127.0.0.1:{PORTAL_PORT}",
@@ -75,7 +76,7 @@ class AgentProcess:
             "--external-id", self.external_id,
             "--name", self.external_id,
             "--endpoint", "10.203.0.1:51820",
-            "--state-dir", str(self.lab.tmpdir / f"state-{self.ifname}"),
+            "--state-dir", str(lab.tmpdir / f"state-{self.ifname}"),
             "--ifname", self.ifname,
             "--log-json",
         ]  # fmt: skip
@@ -95,7 +96,8 @@ class AgentProcess:
 
     def close(self) -> None:
         # Lab.close stops the agent (SIGTERM, then SIGKILL) before deleting the namespace.
-        self.lab.close()
+        if self.lab is not None:
+            self.lab.close()
         if self._reader is not None:
             self._reader.join(timeout=5)
 
