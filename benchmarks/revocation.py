@@ -611,6 +611,11 @@ def real_agent_trials(
         pipe_ms.append((float(rejected["recv"]) - float(rejected["ts"])) * 1000)
         time.sleep(0.02)
 
+    slowest = sorted(enumerate(zip(reject_ms, static_ms, strict=True)), key=lambda x: -x[1][1])
+    log(
+        "real agent slowest trials (index, reject ms, static ms): "
+        + ", ".join(f"({i}, {r:.0f}, {st:.0f})" for i, (r, st) in slowest[:3])
+    )
     if not agent.alive():
         raise RuntimeError(f"the agent died during the trials:\n{agent.tail()}")
     reject = _percentiles(reject_ms)
