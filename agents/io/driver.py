@@ -103,6 +103,7 @@ class Driver:
     # Blocking modes park each thread in its read syscall (no poll per wake-up); stop() then
     # unblocks them by shutting the socket's receive side and deleting the TUN link.
     blocking = False
+    tun_blocking = True  # with ``blocking``: also the TUN fd (else it is drained, then polled)
 
     def __init__(self, engine: Engine, tun: TunDevice, sock: socket.socket) -> None:
         self.engine = engine
@@ -117,7 +118,7 @@ class Driver:
         self._failure: BaseException | None = None
         self._read_size = tun.mtu + 256 if not tun.vnet_hdr else 65536 + vnet.VNET_HDR_LEN
         self._udp_buf = bytearray(65536)
-        os.set_blocking(tun.fd, self.blocking)
+        os.set_blocking(tun.fd, self.blocking and self.tun_blocking)
         sock.setblocking(self.blocking)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -522,6 +523,7 @@ class OffloadDriver(ThreadsDriver):
     """Per-direction threads with TSO reads, UDP GSO sends, UDP GRO receives, TCP coalescing."""
 
     mode = "offload"
+    tun_blocking = False
 
     def __init__(self, engine: Engine, tun: TunDevice, sock: socket.socket) -> None:
         if not tun.vnet_hdr:
@@ -582,29 +584,38 @@ class OffloadDriver(ThreadsDriver):
         route = getattr(engine, "route", None)
         encrypt_batch = getattr(engine, "encrypt_batch", None)
         lock = self.lock
-        while True:
-            # One blocking read: a TSO super-packet already is a batch (up to ~50 segments).
+        while not self._stopping:
+            # Drain what is queued: a TSO super-packet is a batch by itself, and the ACKs a
+            # receiver sends for one coalesced write arrive together and leave in one GSO send.
+            frames: list[bytes] = []
             try:
-                frame = read(fd, size)
+                for _ in range(BATCH):
+                    frames.append(read(fd, size))
+            except BlockingIOError:
+                if not frames:
+                    self._wait(fd, None)
+                    continue
             except OSError:
                 if self._stopping:
                     return
                 raise
-            self.stats.tun_rx += 1
+            self.stats.tun_rx += len(frames)
             now = time.monotonic()
             tun_out: list[bytes] = []
             datagrams: list[tuple[Endpoint, bytes]] = []
-            segs = segment(frame)
             with lock:
-                if route is not None and encrypt_batch is not None and len(segs) > 1:
-                    peer = route(segs[0], now)
-                    if peer is not None:
+                for frame in frames:
+                    segs = segment(frame)
+                    if route is not None and encrypt_batch is not None and len(segs) > 1:
+                        peer = route(segs[0], now)
+                        if peer is None:
+                            continue
                         ep, sealed, others = encrypt_batch(peer, segs, now)
                         for t in others:
                             datagrams.append((t.endpoint, t.data))
                         if ep is not None:
                             datagrams.extend([(ep, d) for d in sealed])
-                else:
+                        continue
                     for pkt in segs:
                         tun, tx = on_tun(pkt, now)
                         for t in tx:

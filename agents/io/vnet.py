@@ -168,8 +168,9 @@ class Coalescer:
     and whose payload equals the run's MSS (a shorter one closes the run).
     """
 
-    __slots__ = ("_base", "_count", "_ip_len", "_key", "_mss", "_next_seq", "_parts", "_psh",
-                 "_size", "_v4", "max_bytes")  # fmt: skip
+    __slots__ = ("_b6", "_base", "_count", "_fast", "_hdr_len", "_ip_len", "_k_ack", "_k_opts",
+                 "_k_ports", "_k_win", "_key", "_mss", "_next_seq", "_parts", "_psh", "_size",
+                 "_tos", "_ttl", "_v4", "max_bytes")  # fmt: skip
 
     def __init__(self, max_bytes: int = 65000) -> None:
         self.max_bytes = max_bytes
@@ -183,6 +184,10 @@ class Coalescer:
         self._v4 = True
         self._size = 0
         self._psh = False
+        self._fast = False
+        self._hdr_len = 0
+        self._b6 = self._tos = self._ttl = 0
+        self._k_ports = self._k_ack = self._k_win = self._k_opts = b""
 
     def add(self, packet: bytes) -> list[bytes]:
         out: list[bytes] = []
@@ -191,34 +196,40 @@ class Coalescer:
 
     def add_into(self, packet: bytes, out: list[bytes]) -> None:
         """``add`` appending to the caller's list (no list per packet on the hot path)."""
-        # Inline fast path for the common case (IPv4 without options, TCP, not a fragment): the
-        # generic _tcp_info costs about twice as much.
-        if (
-            packet[0] == 0x45
-            and len(packet) >= 40
-            and packet[9] == _PROTO_TCP
-            and not (packet[6] & 0x3F or packet[7])
-        ):
-            hdr_len = 20 + (packet[32] >> 4) * 4
-            if len(packet) < hdr_len or hdr_len < 40:
-                self._passthrough(packet, out)
-                return
-            # everything that must match between segments except TOS/TTL (compared below):
-            # addresses, ports, ack, data offset, window, urgent pointer, options
-            key = packet[12:24] + packet[28:33] + packet[34:36] + packet[38:hdr_len]
-            key += packet[1:2] + packet[8:9]
-            seq = _U32.unpack_from(packet, 24)[0]
-            flags = packet[33]
-            ip_len = 20
-            v4 = True
-        else:
-            info = _tcp_info(packet)
-            if info is None:
-                self._passthrough(packet, out)
-                return
-            key, ip_len, hdr_len, seq, flags, v4 = info
+        if self._parts and self._fast:
+            # An IPv4 run is open: compare the header in place (startswith slices nothing).
+            hdr_len = self._hdr_len
+            if (
+                len(packet) > hdr_len
+                and packet[0] == 0x45
+                and packet[6] == self._b6
+                and packet[7] == 0
+                and packet[1] == self._tos
+                and packet[8] == self._ttl
+                and packet[9] == _PROTO_TCP
+                and packet.startswith(self._k_ports, 12)
+                and packet.startswith(self._k_ack, 28)
+                and packet.startswith(self._k_win, 34)
+                and packet.startswith(self._k_opts, 38)
+            ):
+                flags = packet[33]
+                payload_len = len(packet) - hdr_len
+                if (
+                    _U32.unpack_from(packet, 24)[0] == self._next_seq
+                    and flags & ~TCP_PSH == TCP_ACK
+                    and payload_len <= self._mss
+                    and self._size + payload_len <= self.max_bytes
+                ):
+                    self._extend(packet, hdr_len, payload_len, flags, out)
+                    return
+            out.append(self._emit())
+        info = _tcp_info(packet)
+        if info is None:
+            self._passthrough(packet, out)
+            return
+        key, ip_len, hdr_len, seq, flags, v4 = info
         payload_len = len(packet) - hdr_len
-        if self._parts:
+        if self._parts:  # an IPv6 run (IPv4 runs were handled above)
             if (
                 key == self._key
                 and seq == self._next_seq
@@ -226,13 +237,7 @@ class Coalescer:
                 and flags & ~TCP_PSH == TCP_ACK
                 and self._size + payload_len <= self.max_bytes
             ):
-                self._parts.append(memoryview(packet)[hdr_len:])
-                self._count += 1
-                self._size += payload_len
-                self._next_seq = (seq + payload_len) & 0xFFFFFFFF
-                if payload_len < self._mss or flags & TCP_PSH:
-                    self._psh = bool(flags & TCP_PSH)
-                    out.append(self._emit())
+                self._extend(packet, hdr_len, payload_len, flags, out)
                 return
             out.append(self._emit())
         if payload_len == 0 or flags & ~(TCP_PSH | TCP_ACK):
@@ -245,10 +250,29 @@ class Coalescer:
         self._size = len(packet)
         self._mss = payload_len
         self._ip_len = ip_len
+        self._hdr_len = hdr_len
         self._v4 = v4
         self._psh = False
         self._next_seq = (seq + payload_len) & 0xFFFFFFFF
+        self._fast = v4 and ip_len == 20
+        if self._fast:
+            self._b6, self._tos, self._ttl = packet[6], packet[1], packet[8]
+            self._k_ports = packet[12:24]  # addresses and ports
+            self._k_ack = packet[28:33]  # ack number and data offset
+            self._k_win = packet[34:36]
+            self._k_opts = packet[38:hdr_len]  # urgent pointer and options
         if flags & TCP_PSH:
+            out.append(self._emit())
+
+    def _extend(
+        self, packet: bytes, hdr_len: int, payload_len: int, flags: int, out: list[bytes]
+    ) -> None:
+        self._parts.append(memoryview(packet)[hdr_len:])
+        self._count += 1
+        self._size += payload_len
+        self._next_seq = (self._next_seq + payload_len) & 0xFFFFFFFF
+        if payload_len < self._mss or flags & TCP_PSH:
+            self._psh = bool(flags & TCP_PSH)
             out.append(self._emit())
 
     def _passthrough(self, packet: bytes, out: list[bytes]) -> None:
