@@ -1,6 +1,13 @@
 from django.contrib import admin
 
-from gateways.models import ClientDevice, Gateway, Site, TunnelAddress
+from gateways.models import (
+    AccountKeySecret,
+    ClientDevice,
+    Gateway,
+    Site,
+    StaticDeviceAssignment,
+    TunnelAddress,
+)
 
 
 @admin.register(Site)
@@ -51,3 +58,27 @@ class TunnelAddressAdmin(admin.ModelAdmin[TunnelAddress]):
     list_display = ("slot", "account", "created_at")
     search_fields = ("slot",)
     list_filter = ("account",)
+
+
+@admin.register(StaticDeviceAssignment)
+class StaticDeviceAssignmentAdmin(admin.ModelAdmin[StaticDeviceAssignment]):
+    list_display = ("device", "site", "gateway", "account", "created_at")
+    search_fields = ("device__name", "site__name", "gateway__name")
+    list_filter = ("account", "site")
+    list_select_related = ("device", "site", "gateway", "account")
+    raw_id_fields = ("device", "site", "gateway")
+
+
+@admin.register(AccountKeySecret)
+class AccountKeySecretAdmin(admin.ModelAdmin[AccountKeySecret]):
+    # Preshared keys derive from this secret: staff may see that it exists, never its value.
+    list_display = ("account", "created_at")
+    list_filter = ("account",)
+    exclude = ("secret",)
+    readonly_fields = ("account", "created_at")
+
+    def has_add_permission(self, request: object, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: object, obj: object = None) -> bool:
+        return False
