@@ -49,7 +49,7 @@ from .tun import TunDevice
 
 log = logging.getLogger(__name__)
 
-MODES = ("single", "channels", "threads", "offload")
+MODES = ("single", "channels", "threads", "offload", "offload-single")
 BATCH = 64
 QUEUE_PACKETS = 1000
 GRO_PROBE = 4096  # datagrams received before giving up on UDP GRO if it never coalesced
@@ -337,7 +337,7 @@ class ThreadsDriver(Driver):
 
     def __init__(self, engine: Engine, tun: TunDevice, sock: socket.socket) -> None:
         super().__init__(engine, tun, sock)
-        self.lock = threading.Lock()
+        self.lock: threading.Lock | _NullLock = threading.Lock()
 
     def _run(self) -> None:
         self._spawn("tun-rx", self._tun_loop)
@@ -530,7 +530,10 @@ class OffloadDriver(ThreadsDriver):
             raise ValueError("offload mode needs a TUN device created with vnet_hdr=True")
         super().__init__(engine, tun, sock)
         self.gro = udpio.enable_gro(sock)
+        self._gro_probed = self._gro_coalesced = 0
         self._rxbuf = bytearray(65536 + 4096)
+        self._rxview = memoryview(self._rxbuf)
+        self._coalescer = vnet.Coalescer()
 
     def _send(self, transmits: Sequence[TransmitLike]) -> None:
         # Group consecutive datagrams per endpoint so GSO can carry them in one sendmsg.
@@ -576,63 +579,73 @@ class OffloadDriver(ThreadsDriver):
         # Output outside the coalescing path (timers, replies): plain frames, no GSO.
         self._write_tun_frames([vnet.NO_OFFLOAD_HDR + p for p in packets])
 
-    def _tun_loop(self) -> None:
+    def _read_frames(self) -> list[bytes]:
+        """Drain up to BATCH queued TUN frames ([] if none). A TSO super-packet is a batch by
+        itself, and the ACKs a receiver sends for one coalesced write arrive together."""
         fd, size, read = self.tun.fd, self._read_size, os.read
+        frames: list[bytes] = []
+        try:
+            for _ in range(BATCH):
+                frames.append(read(fd, size))
+        except BlockingIOError:
+            pass
+        self.stats.tun_rx += len(frames)
+        return frames
+
+    def _process_frames(self, frames: list[bytes]) -> None:
+        """Segment, route once per super-packet, seal, and send with GSO per endpoint."""
         segment = vnet.segment
         engine = self.engine
         on_tun = engine.on_tun
         route = getattr(engine, "route", None)
         encrypt_batch = getattr(engine, "encrypt_batch", None)
-        lock = self.lock
-        while not self._stopping:
-            # Drain what is queued: a TSO super-packet is a batch by itself, and the ACKs a
-            # receiver sends for one coalesced write arrive together and leave in one GSO send.
-            frames: list[bytes] = []
-            try:
-                for _ in range(BATCH):
-                    frames.append(read(fd, size))
-            except BlockingIOError:
-                if not frames:
-                    self._wait(fd, None)
+        now = time.monotonic()
+        tun_out: list[bytes] = []
+        datagrams: list[tuple[Endpoint, bytes]] = []
+        with self.lock:
+            for frame in frames:
+                segs = segment(frame)
+                if route is not None and encrypt_batch is not None and len(segs) > 1:
+                    peer = route(segs[0], now)
+                    if peer is None:
+                        continue
+                    ep, sealed, others = encrypt_batch(peer, segs, now)
+                    for t in others:
+                        datagrams.append((t.endpoint, t.data))
+                    if ep is not None:
+                        datagrams.extend([(ep, d) for d in sealed])
                     continue
+                for pkt in segs:
+                    tun, tx = on_tun(pkt, now)
+                    for t in tx:
+                        datagrams.append((t.endpoint, t.data))
+                    if tun:
+                        tun_out.extend(tun)
+        if len(datagrams) == 1:
+            ep, d = datagrams[0]
+            try:
+                self.sock.sendto(d, self._address(ep))
+            except OSError as exc:
+                self._count_error("udp_send", exc)
+            self.stats.udp_tx += 1
+        elif datagrams:
+            self._send_pairs(datagrams)
+        if tun_out:
+            self._write_tun(tun_out)
+
+    def _tun_loop(self) -> None:
+        fd = self.tun.fd
+        while not self._stopping:
+            try:
+                frames = self._read_frames()
             except OSError:
                 if self._stopping:
                     return
                 raise
-            self.stats.tun_rx += len(frames)
-            now = time.monotonic()
-            tun_out: list[bytes] = []
-            datagrams: list[tuple[Endpoint, bytes]] = []
-            with lock:
-                for frame in frames:
-                    segs = segment(frame)
-                    if route is not None and encrypt_batch is not None and len(segs) > 1:
-                        peer = route(segs[0], now)
-                        if peer is None:
-                            continue
-                        ep, sealed, others = encrypt_batch(peer, segs, now)
-                        for t in others:
-                            datagrams.append((t.endpoint, t.data))
-                        if ep is not None:
-                            datagrams.extend([(ep, d) for d in sealed])
-                        continue
-                    for pkt in segs:
-                        tun, tx = on_tun(pkt, now)
-                        for t in tx:
-                            datagrams.append((t.endpoint, t.data))
-                        if tun:
-                            tun_out.extend(tun)
-            if len(datagrams) == 1:
-                ep, d = datagrams[0]
-                try:
-                    self.sock.sendto(d, self._address(ep))
-                except OSError as exc:
-                    self._count_error("udp_send", exc)
-                self.stats.udp_tx += 1
-            elif datagrams:
-                self._send_pairs(datagrams)
-            if tun_out:
-                self._write_tun(tun_out)
+            if frames:
+                self._process_frames(frames)
+            else:
+                self._wait(fd, None)
 
     def _send_pairs(self, pairs: Sequence[tuple[Endpoint, bytes]]) -> None:
         """Send (endpoint, datagram) pairs, one GSO sendmsg per run of the same endpoint."""
@@ -660,67 +673,109 @@ class OffloadDriver(ThreadsDriver):
             i = j
         self.stats.udp_tx += n
 
-    def _udp_loop(self) -> None:
+    def _udp_round(self) -> int:
+        """Receive up to BATCH datagrams (the first receive blocks if the socket does), decrypt,
+        coalesce and write; returns how many datagrams were handled (-1: stopping)."""
         sock = self.sock
         buf = self._rxbuf
-        view = memoryview(buf)
+        view = self._rxview
         on_network = self.engine.on_network
-        lock = self.lock
-        coalescer = vnet.Coalescer()
-        add_into = coalescer.add_into
-        dontwait = socket.MSG_DONTWAIT
-        recv_into = sock.recvfrom_into
+        add_into = self._coalescer.add_into
+        frames: list[bytes] = []
+        tx_out: list[TransmitLike] = []
+        got = 0
+        flags = 0  # the first receive may block; the rest only take what is already queued
         gro = self.gro
-        probed = coalesced = 0
-        while True:
-            frames: list[bytes] = []
-            tx_out: list[TransmitLike] = []
-            got = 0
-            flags = 0  # the first receive blocks; the rest only take what is already queued
-            # Several GRO batches per round so coalescing sees long runs of one flow.
-            while got < BATCH:
-                try:
-                    if gro:
-                        nbytes, seg, raw = udpio.recv_gro(sock, buf, flags)
-                    else:
-                        nbytes, raw = recv_into(buf, 0, flags)
-                        seg = nbytes
-                except BlockingIOError:
-                    break
-                except OSError as exc:
-                    if self._stopping:
-                        return
-                    self._count_error("udp_recv", exc)
-                    continue
-                if self._stopping:
-                    return
-                flags = dontwait
+        while got < BATCH:
+            try:
                 if gro:
-                    # GRO only coalesces where the receiving device does GRO. When it never does,
-                    # recvmsg_into costs ~1.3 us more per datagram than recvfrom_into: switch.
-                    probed += 1
-                    if seg < nbytes:
-                        coalesced += 1
-                    elif probed >= GRO_PROBE and not coalesced:
-                        gro = self.gro = not udpio.disable_gro(sock)
-                        log.info("udp gro never coalesced; using plain receives")
-                source = self._source(raw)
-                now = time.monotonic()
-                parts = udpio.split_gro(view, nbytes, seg)
-                got += len(parts)
-                self.stats.udp_rx += len(parts)
-                with lock:
-                    for part in parts:
-                        tun, tx = on_network(bytes(part), source, now)
-                        if tx:
-                            tx_out.extend(tx)
-                        for pkt in tun:
-                            add_into(pkt, frames)
-            frames.extend(coalescer.flush())
-            if tx_out:
-                self._send(tx_out)
-            if frames:
-                self._write_tun_frames(frames)
+                    nbytes, seg, raw = udpio.recv_gro(sock, buf, flags)
+                else:
+                    nbytes, raw = sock.recvfrom_into(buf, 0, flags)
+                    seg = nbytes
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if self._stopping:
+                    return -1
+                self._count_error("udp_recv", exc)
+                continue
+            if self._stopping:
+                return -1
+            flags = socket.MSG_DONTWAIT
+            if gro:
+                # GRO only coalesces where the receiving device does GRO. When it never does,
+                # recvmsg_into costs ~1.3 us more per datagram than recvfrom_into: switch.
+                self._gro_probed += 1
+                if seg < nbytes:
+                    self._gro_coalesced += 1
+                elif self._gro_probed >= GRO_PROBE and not self._gro_coalesced:
+                    gro = self.gro = not udpio.disable_gro(sock)
+                    log.info("udp gro never coalesced; using plain receives")
+            source = self._source(raw)
+            now = time.monotonic()
+            parts = udpio.split_gro(view, nbytes, seg)
+            got += len(parts)
+            with self.lock:
+                for part in parts:
+                    tun, tx = on_network(bytes(part), source, now)
+                    if tx:
+                        tx_out.extend(tx)
+                    for pkt in tun:
+                        add_into(pkt, frames)
+        self.stats.udp_rx += got
+        frames.extend(self._coalescer.flush())
+        if tx_out:
+            self._send(tx_out)
+        if frames:
+            self._write_tun_frames(frames)
+        return got
+
+    def _udp_loop(self) -> None:
+        while self._udp_round() >= 0:
+            pass
+
+
+class OffloadSingleDriver(OffloadDriver):
+    """The offload batching in one thread (epoll), without the GIL handoffs between threads."""
+
+    mode = "offload-single"
+    blocking = False
+
+    def __init__(self, engine: Engine, tun: TunDevice, sock: socket.socket) -> None:
+        super().__init__(engine, tun, sock)
+        self.lock = _NullLock()  # one thread: nothing to serialize
+
+    def _run(self) -> None:
+        ep = select.epoll()
+        tun_fd, udp_fd = self.tun.fd, self.sock.fileno()
+        ep.register(tun_fd, select.EPOLLIN)
+        ep.register(udp_fd, select.EPOLLIN)
+        ep.register(self._wake, select.EPOLLIN)
+        pending_tun = pending_udp = False
+        try:
+            while not self._stopping:
+                deadline = self._fire_timers(self.lock)
+                if pending_tun or pending_udp:
+                    timeout = 0.0
+                elif deadline is None:
+                    timeout = -1.0
+                else:
+                    timeout = max(0.0, deadline - time.monotonic())
+                for fd, _ev in ep.poll(timeout):
+                    if fd == tun_fd:
+                        pending_tun = True
+                    elif fd == udp_fd:
+                        pending_udp = True
+                if pending_udp:
+                    pending_udp = self._udp_round() >= BATCH
+                if pending_tun:
+                    frames = self._read_frames()
+                    pending_tun = len(frames) >= BATCH
+                    if frames:
+                        self._process_frames(frames)
+        finally:
+            ep.close()
 
 
 DRIVERS: dict[str, type[Driver]] = {
@@ -728,6 +783,7 @@ DRIVERS: dict[str, type[Driver]] = {
     "channels": ChannelsDriver,
     "threads": ThreadsDriver,
     "offload": OffloadDriver,
+    "offload-single": OffloadSingleDriver,
 }
 
 
@@ -740,4 +796,4 @@ def make_driver(mode: str, engine: Engine, tun: TunDevice, sock: socket.socket) 
 
 
 def needs_vnet_hdr(mode: str) -> bool:
-    return mode == "offload"
+    return mode.startswith("offload")
