@@ -18,6 +18,9 @@ Also here, as subcommands run inside namespaces (``python -m tests.e2e.portal_la
   udp-probe DST PORT INTERVAL SECONDS   one datagram every INTERVAL s; prints one JSON line per
                                         probe: {"seq", "sent" (unix time), "ok"} (reply within
                                         0.25 s)
+  celery QUEUE ARGS...                  Celery's command line (``worker ...``, ``beat ...``) for
+                                        firezone_site's app with QUEUE as its default queue
+                                        (runs in the root namespace; see `CeleryProcesses`)
 """
 
 from __future__ import annotations
@@ -31,12 +34,21 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .netns import REPO_ROOT, Lab, NetNS, env_with_pythonpath, unique_name, wait_for
+from .netns import (
+    REPO_ROOT,
+    Lab,
+    NetNS,
+    env_with_pythonpath,
+    missing_requirements,
+    unique_name,
+    wait_for,
+)
 
 PORTAL_PORT = 8000  # inside each gateway namespace (the bridge)
 CLIENT_NET = "10.201.0"
@@ -44,6 +56,14 @@ RESOURCE_NET = "10.202.0"
 RESOURCE_IP = "10.202.0.2"
 FORBIDDEN_IP = "10.202.0.9"
 TCP_PORT, UDP_PORT = 7000, 7001
+
+
+def unavailable() -> str | None:
+    """Why the portal e2e tests cannot run here (for ``pytest.skip``), or None."""
+    reason = missing_requirements(("ip", "wireguard-go", "wg", "wg-quick", "nft", "ss"))
+    if reason is None and not Path(sys.executable).with_name("daphne").exists():
+        reason = "daphne is not installed"
+    return reason
 
 
 # --- the portal (daphne on a unix socket) ------------------------------------------------------
@@ -117,6 +137,132 @@ class Portal:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+@contextlib.contextmanager
+def running_portal(tmp: Path, database: str) -> Iterator[Portal]:
+    """A started `Portal` on ``database``; stopped and its socket removed on the way out."""
+    # the unix socket path must stay short (108 bytes)
+    sock = Path("/tmp") / f"{unique_name('fzportal', 40)}.sock"
+    server = Portal(sock, database, tmp / "daphne.log")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        sock.unlink(missing_ok=True)
+
+
+# --- Celery worker and beat ----------------------------------------------------------------------
+
+
+@dataclass
+class CeleryProcesses:
+    """A Celery worker and beat next to the e2e portal: the settings' broker (Redis, as in
+    production), beat schedule and tasks, the same database and channel layer as daphne.
+
+    The one thing that differs from production is the queue name: worker and beat use a queue
+    named for this run, so no other worker on the same Redis (another test run, a developer's
+    portal) can take this run's beat jobs, and this worker gets nobody else's. settings.py has no
+    variable for the queue, so both run through ``python -m tests.e2e.portal_lab celery QUEUE ...``
+    which sets the app's ``task_default_queue`` and hands over to Celery's own command line.
+    """
+
+    env: dict[str, str]
+    workdir: Path
+    queue: str = field(default_factory=lambda: f"fze2e-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    worker: subprocess.Popen[bytes] | None = None
+    beat: subprocess.Popen[bytes] | None = None
+    beat_started_at: float = 0.0
+
+    @property
+    def worker_log_path(self) -> Path:
+        return self.workdir / "celery-worker.log"
+
+    @property
+    def beat_log_path(self) -> Path:
+        return self.workdir / "celery-beat.log"
+
+    def start(self) -> None:
+        """Start both processes (returns at once: `wait_ready` waits for them)."""
+        node = f"{self.queue}@%h"
+        self.worker = self._spawn(
+            ["worker", "-Q", self.queue, "-n", node, "--pool", "solo", "--loglevel", "INFO",
+             "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            self.worker_log_path,
+        )  # fmt: skip
+        # A fresh schedule file: beat's first run of each job is one interval after its start,
+        # as for a newly deployed beat.
+        self.beat = self._spawn(
+            ["beat", "-s", str(self.workdir / "celerybeat-schedule"), "--loglevel", "INFO"],
+            self.beat_log_path,
+        )
+        self.beat_started_at = time.time()
+
+    def _spawn(self, argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+        args = module_cmd("tests.e2e.portal_lab", "celery", self.queue, *argv)
+        with log_path.open("ab") as log:
+            return subprocess.Popen(
+                args, env=self.env, cwd=str(REPO_ROOT), stdin=subprocess.DEVNULL,
+                stdout=log, stderr=log,
+            )  # fmt: skip
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        def ready() -> bool:
+            for name, proc in (("worker", self.worker), ("beat", self.beat)):
+                assert proc is not None, "start() first"
+                if proc.poll() is not None:
+                    raise RuntimeError(
+                        f"celery {name} exited with {proc.returncode}:\n{self.logs()}"
+                    )
+            return " ready." in self.worker_log() and "beat: Starting..." in self.beat_log()
+
+        wait_for(ready, timeout=timeout, interval=0.1, what="celery worker and beat")
+
+    def worker_log(self) -> str:
+        return _read(self.worker_log_path)
+
+    def beat_log(self) -> str:
+        return _read(self.beat_log_path)
+
+    def logs(self) -> str:
+        return f"--- worker ---\n{self.worker_log()}\n--- beat ---\n{self.beat_log()}"
+
+    def stop(self) -> None:
+        """Stop both (beat first: nothing new is queued for a stopping worker) and remove this
+        run's queue from Redis."""
+        for attr in ("beat", "worker"):
+            proc = getattr(self, attr)
+            setattr(self, attr, None)
+            if proc is None or proc.poll() is not None:
+                continue
+            proc.send_signal(signal.SIGTERM)  # warm shutdown: a running task finishes
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        self._forget_queue()
+
+    def _forget_queue(self) -> None:
+        import redis
+
+        client = redis.Redis.from_url(self.env["REDIS_URL"])
+        try:
+            # kombu's Redis transport: one list per priority step named after the queue, and a
+            # member per queue in the exchange's binding set.
+            keys = list(client.scan_iter(match=f"{self.queue}*", count=1000))
+            if keys:
+                client.delete(*keys)
+            for member in client.smembers("_kombu.binding.celery"):
+                if self.queue.encode() in member:
+                    client.srem("_kombu.binding.celery", member)
+        finally:
+            client.close()
+
+
+def _read(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
 # --- topology ----------------------------------------------------------------------------------
 
 
@@ -175,6 +321,24 @@ def build_site(lab: Lab, gateways: int = 2) -> Site:
         _veth_to_bridge(lab, gw, f"{lan_ip}/24", resource, rbr)
         site.gateways.append(GatewayHost(gw, client_ip, lan_ip))
     return site
+
+
+# --- portal-side lookups (in the test process, through Django) -------------------------------
+
+
+def gateway_row(account: Any, external_id: str) -> Any:
+    from gateways.models import Gateway
+
+    return Gateway.objects.for_account(account).filter(external_id=external_id).first()
+
+
+def wait_online(account: Any, external_id: str, timeout: float = 20) -> Any:
+    wait_for(
+        lambda: getattr(gateway_row(account, external_id), "online", False),
+        timeout=timeout,
+        what=f"gateway {external_id} online",
+    )
+    return gateway_row(account, external_id)
 
 
 # --- processes in namespaces --------------------------------------------------------------------
@@ -360,8 +524,18 @@ def _udp_probe(dst: str, port: int, interval: float, seconds: float) -> None:
         print(json.dumps({"seq": n, "sent": wall, "ok": ok}))
 
 
+def _celery(queue: str, argv: list[str]) -> int:
+    from firezone_site.celery import app
+
+    app.conf.task_default_queue = queue
+    code: int | None = app.start(argv)
+    return int(code or 0)
+
+
 def main(argv: list[str]) -> int:
     cmd, *args = argv
+    if cmd == "celery":
+        return _celery(args[0], args[1:])
     if cmd == "bridge":
         asyncio.run(_bridge_main(int(args[0]), args[1]))
     elif cmd == "udp-echo":

@@ -12,7 +12,6 @@ cut, portal restart -> agent reconnected, gateway killed -> device config moved.
 
 from __future__ import annotations
 
-import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from .netns import Lab, NetNS, missing_requirements, unique_name, wait_for
+from .netns import Lab, NetNS, unique_name, wait_for
 from .portal_lab import (
     FORBIDDEN_IP,
     RESOURCE_IP,
@@ -30,22 +29,21 @@ from .portal_lab import (
     GatewayAgent,
     Portal,
     build_site,
+    gateway_row,
     module_cmd,
     popen_logged,
     probe,
+    running_portal,
     start_bridge,
     start_gateway,
     udp_probe,
+    unavailable,
+    wait_online,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 
-_reason = missing_requirements(("ip", "wireguard-go", "wg", "wg-quick", "nft", "ss"))
-if _reason is None and shutil.which("daphne") is None:
-    from sys import executable
-
-    if not Path(executable).with_name("daphne").exists():
-        _reason = "daphne is not installed"
+_reason = unavailable()
 if _reason:
     pytestmark.append(pytest.mark.skip(reason=_reason))
 
@@ -58,16 +56,10 @@ def portal(
 ) -> Iterator[Portal]:
     from django.db import connection
 
-    tmp = tmp_path_factory.mktemp("portal")
-    # the unix socket path must stay short (108 bytes)
-    sock = Path("/tmp") / f"{unique_name('fzportal', 40)}.sock"
-    server = Portal(sock, connection.settings_dict["NAME"], tmp / "daphne.log")
-    server.start()
-    try:
+    with running_portal(
+        tmp_path_factory.mktemp("portal"), connection.settings_dict["NAME"]
+    ) as server:
         yield server
-    finally:
-        server.stop()
-        sock.unlink(missing_ok=True)
 
 
 @pytest.fixture
@@ -77,21 +69,6 @@ def lab(transactional_db: None, portal: Portal) -> Iterator[Lab]:
         yield the_lab
     if portal.process is None:  # a test left it stopped
         portal.start()
-
-
-def _gateway_row(account: Any, external_id: str) -> Any:
-    from gateways.models import Gateway
-
-    return Gateway.objects.for_account(account).filter(external_id=external_id).first()
-
-
-def _wait_online(account: Any, external_id: str, timeout: float = 20) -> Any:
-    wait_for(
-        lambda: getattr(_gateway_row(account, external_id), "online", False),
-        timeout=timeout,
-        what=f"gateway {external_id} online",
-    )
-    return _gateway_row(account, external_id)
 
 
 def _client_config(device: Any, private_key: str) -> tuple[str, int]:
@@ -163,7 +140,7 @@ def test_portal_drives_the_gateway_end_to_end(
 
     # --- the gateway connects and brings up its data plane ---------------------------------------
     gw1 = start_gateway(lab, gw1_host, token, external_id=unique_name("gwa", 30))
-    row1 = _wait_online(account, gw1.external_id)
+    row1 = wait_online(account, gw1.external_id)
     assert row1.last_seen_endpoint == f"{gw1_host.client_ip}:51820"
     assert token not in gw1.log()
 
@@ -205,7 +182,7 @@ def test_portal_drives_the_gateway_end_to_end(
     wait_for(lambda: _reaches(topo.client), timeout=5, what="ICMP allowed again")
 
     # --- the portal goes away: established traffic keeps flowing; the agent reconnects ----------
-    channel_before = _gateway_row(account, gw1.external_id).channel_name
+    channel_before = gateway_row(account, gw1.external_id).channel_name
     run = udp_probe(lab, topo.client, RESOURCE_IP, interval=0.02, seconds=3.0)
     time.sleep(0.3)
     portal.stop()
@@ -217,14 +194,14 @@ def test_portal_drives_the_gateway_end_to_end(
     assert probe(topo.client, "connect", RESOURCE_IP, str(TCP_PORT))["ok"] is True
     back_at = portal.start()
     wait_for(
-        lambda: _gateway_row(account, gw1.external_id).channel_name not in ("", channel_before),
+        lambda: gateway_row(account, gw1.external_id).channel_name not in ("", channel_before),
         timeout=70,
         what="agent reconnected after the portal restart",
     )
     reconnect = time.time() - back_at
     print(f"portal back -> gateway reconnected: {reconnect:.2f} s")
     record_property("portal_restart_to_reconnect_s", round(reconnect, 2))
-    assert _gateway_row(account, gw1.external_id).online
+    assert gateway_row(account, gw1.external_id).online
     wait_for(
         lambda: any(e.get("msg") == "init" and e.get("reconnect") for e in gw1.events()),
         timeout=5,
@@ -267,7 +244,7 @@ def test_portal_drives_the_gateway_end_to_end(
 
     # --- failover: a second gateway in the site takes over the device of a killed one ----------
     gw2 = start_gateway(lab, gw2_host, token, external_id=unique_name("gwb", 30))
-    row2 = _wait_online(account, gw2.external_id)
+    row2 = wait_online(account, gw2.external_id)
     text, version_before = _client_config(registered.device, private_key)
     assert f"PublicKey = {row1.public_key}" in text  # still on gw1: it is online
     killed_at = time.time()
@@ -284,7 +261,7 @@ def test_portal_drives_the_gateway_end_to_end(
     record_property("gateway_kill_to_config_moved_s", round(failover, 2))
     text, _ = _client_config(registered.device, private_key)
     assert f"Endpoint = {gw2_host.client_ip}:51820" in text
-    assert not _gateway_row(account, gw1.external_id).online
+    assert not gateway_row(account, gw1.external_id).online
     topo.client.run(["wg-quick", "down", str(conf1)])
     _wg_quick_up(lab, topo.client, _with_extra_allowed_ip(text, f"{FORBIDDEN_IP}/32"))
     wait_for(lambda: _reaches(topo.client), timeout=10, what="resource reachable via gw2")
