@@ -31,7 +31,7 @@ from .udp import open_udp
 log = logging.getLogger(__name__)
 
 # The fastest mode measured by benchmarks/dataplane.py (docs/dataplane.md has the table).
-DEFAULT_IO_MODE = "offload"
+DEFAULT_IO_MODE = "offload-single"
 
 
 @dataclass
