@@ -68,7 +68,9 @@ class CoreEngine:
     (``Device.encrypt_batch``), ``route``/``encrypt_batch`` are set and the offload driver
     routes a TSO super-packet once and seals all its segments in one call: every segment has the
     same addresses, protocol and ports, so one decision holds for all of them. Otherwise both
-    are None and every segment goes through ``on_tun``.
+    are None and every segment goes through ``on_tun``. A wrapper that shares the core with
+    other threads gets the fast path only by offering ``route`` and ``encrypt_batch`` itself
+    (under its own lock).
     """
 
     route: RouteFn | None
@@ -83,8 +85,11 @@ class CoreEngine:
         route = getattr(core, "route", None)
         if route is None and hasattr(core, "gateway_for"):
             route = _client_route(core)
-        device = getattr(core, "device", None)
-        encrypt_batch = getattr(device, "encrypt_batch", None)
+        # A wrapper (e.g. a core behind a lock) may offer its own encrypt_batch; the device's
+        # is only taken from a bare core, whose calls the driver already serializes.
+        encrypt_batch = getattr(core, "encrypt_batch", None)
+        if encrypt_batch is None:
+            encrypt_batch = getattr(getattr(core, "device", None), "encrypt_batch", None)
         if callable(route) and callable(encrypt_batch):
             self.route, self.encrypt_batch = route, encrypt_batch
         else:
