@@ -65,6 +65,19 @@ def serve(core: ConnlibCore, spec: DataPlaneSpec, stop: threading.Event | None =
     driver: drv.Driver | None = None
     sock = None
     previous: dict[signal.Signals, Any] = {}
+    # Signals are caught from the start: one that arrives during setup must still lead through
+    # the cleanup below (a default SIGTERM would leave the nftables table behind).
+    requested: list[int] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("stopping", extra={"signal": signal.Signals(signum).name})
+        requested.append(signum)
+        if driver is not None:
+            driver.stop()
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, on_signal)
     try:
         tun = create_tun(
             ifname,
@@ -80,14 +93,8 @@ def serve(core: ConnlibCore, spec: DataPlaneSpec, stop: threading.Event | None =
             masq.start()
         driver = drv.make_driver(spec.io_mode, CoreEngine(core), tun, sock)
         the_driver = driver
-
-        def on_signal(signum: int, _frame: FrameType | None) -> None:
-            log.info("stopping", extra={"signal": signal.Signals(signum).name})
-            the_driver.stop()
-
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                previous[sig] = signal.signal(sig, on_signal)
+        if requested:
+            return 0
         if stop is not None:
             stop_event = stop
 
