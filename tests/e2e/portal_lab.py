@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -64,6 +65,18 @@ def unavailable() -> str | None:
     if reason is None and not Path(sys.executable).with_name("daphne").exists():
         reason = "daphne is not installed"
     return reason
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """``preexec_fn``: SIGTERM the child when the test process dies without its teardown (SIGKILL,
+    a CI job timeout), instead of leaving daphne serving, Celery consuming from the shared Redis
+    and agents running in namespaces nobody deletes. (``ip netns exec`` keeps it across exec.)"""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
 
 
 # --- the portal (daphne on a unix socket) ------------------------------------------------------
@@ -104,7 +117,7 @@ class Portal:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 args, env=self.env(), cwd=str(REPO_ROOT), stdin=subprocess.DEVNULL,
-                stdout=log, stderr=log,
+                stdout=log, stderr=log, preexec_fn=die_with_parent,
             )  # fmt: skip
         wait_for(self._healthy, timeout=timeout, interval=0.05, what="daphne")
         return time.time()
@@ -202,7 +215,7 @@ class CeleryProcesses:
         with log_path.open("ab") as log:
             return subprocess.Popen(
                 args, env=self.env, cwd=str(REPO_ROOT), stdin=subprocess.DEVNULL,
-                stdout=log, stderr=log,
+                stdout=log, stderr=log, preexec_fn=die_with_parent,
             )  # fmt: skip
 
     def wait_ready(self, timeout: float = 30.0) -> None:
@@ -247,14 +260,12 @@ class CeleryProcesses:
 
         client = redis.Redis.from_url(self.env["REDIS_URL"])
         try:
-            # kombu's Redis transport: one list per priority step named after the queue, and a
-            # member per queue in the exchange's binding set.
+            # kombu's Redis transport: a list per priority step named after the queue (the
+            # worker's reply queues start with its node name, which is the queue name too), and
+            # the binding sets of the queue's exchange, which is named after the default queue.
             keys = list(client.scan_iter(match=f"{self.queue}*", count=1000))
-            if keys:
-                client.delete(*keys)
-            for member in client.smembers("_kombu.binding.celery"):
-                if self.queue.encode() in member:
-                    client.srem("_kombu.binding.celery", member)
+            keys += [f"_kombu.binding.{self.queue}", f"_kombu.binding_permanent.{self.queue}"]
+            client.delete(*keys)
         finally:
             client.close()
 
@@ -354,7 +365,7 @@ def popen_logged(
     log_path = lab.tmpdir / f"{name}.log"
     with log_path.open("wb") as log:
         proc = ns.popen(args, stdout=log, stderr=log, env=env_with_pythonpath(REPO_ROOT),
-                        cwd=str(REPO_ROOT))  # fmt: skip
+                        cwd=str(REPO_ROOT), preexec_fn=die_with_parent)  # fmt: skip
     return proc, log_path
 
 
@@ -440,6 +451,7 @@ def udp_probe(lab: Lab, ns: NetNS, dst: str, *, interval: float, seconds: float)
             module_cmd("tests.e2e.portal_lab", "udp-probe", dst, str(UDP_PORT), str(interval),
                        str(seconds)),
             stdout=fh, env=env_with_pythonpath(REPO_ROOT), cwd=str(REPO_ROOT),
+            preexec_fn=die_with_parent,
         )  # fmt: skip
     return ProbeRun(proc, out)
 
