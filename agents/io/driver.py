@@ -539,31 +539,10 @@ class OffloadDriver(ThreadsDriver):
         self._coalescer = vnet.Coalescer()
 
     def _send(self, transmits: Sequence[TransmitLike]) -> None:
-        # Group consecutive datagrams per endpoint so GSO can carry them in one sendmsg.
-        n = len(transmits)
-        if n == 1:
+        if len(transmits) == 1:
             super()._send(transmits)
-            return
-        i = 0
-        while i < n:
-            ep = transmits[i].endpoint
-            j = i + 1
-            while j < n and transmits[j].endpoint == ep:
-                j += 1
-            datagrams = [t.data for t in transmits[i:j]]
-            try:
-                udpio.send_gso(self.sock, datagrams, self._address(ep))
-            except BlockingIOError:
-                self._wait_writable(self.sock.fileno())
-                with contextlib.suppress(OSError):
-                    udpio.send_gso(self.sock, datagrams, self._address(ep))
-            except OSError as exc:
-                if exc.errno == errno.EIO:  # GSO refused (e.g. no checksum offload on route)
-                    super()._send(transmits[i:j])
-                else:
-                    self._count_error("udp_send", exc)
-            i = j
-        self.stats.udp_tx += n
+        else:  # consecutive datagrams to one endpoint leave in one GSO sendmsg
+            self._send_pairs([(t.endpoint, t.data) for t in transmits])
 
     def _write_tun_frames(self, frames: Sequence[bytes]) -> None:
         fd = self.tun.fd
