@@ -1,15 +1,15 @@
 """Cryptographic primitives of the WireGuard protocol (whitepaper section 5.4).
 
 HASH/MAC/HMAC/KDF are BLAKE2s based, DH is X25519, AEAD is ChaCha20Poly1305 with a 64-bit
-little-endian counter nonce, and XAEAD (cookie replies only) is XChaCha20Poly1305. The
-`cryptography` package provides everything except HChaCha20, which is implemented here in pure
-Python: it only runs for cookie replies, which are rare by design.
+little-endian counter nonce, and XAEAD (cookie replies only) is XChaCha20Poly1305. BLAKE2s
+comes from hashlib (HMAC is assembled here on it, see below), X25519 and the AEADs from the
+`cryptography` package, except HChaCha20, which is implemented here in pure Python: it only runs
+for cookie replies, which are rare by design.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import struct
 
 from cryptography.exceptions import InvalidTag
@@ -22,7 +22,9 @@ TAG_LEN = 16
 __all__ = [
     "KEY_LEN",
     "TAG_LEN",
+    "ZERO_NONCE",
     "CryptoError",
+    "HmacKey",
     "aead_decrypt",
     "aead_encrypt",
     "dh",
@@ -32,6 +34,7 @@ __all__ = [
     "kdf1",
     "kdf2",
     "kdf3",
+    "load_public",
     "mac",
     "private_to_public",
     "xaead_decrypt",
@@ -43,8 +46,11 @@ class CryptoError(Exception):
     """Authentication or key agreement failed (bad tag, low-order point, ...)."""
 
 
+_blake2s = hashlib.blake2s
+
+
 def hash_(*parts: bytes) -> bytes:
-    h = hashlib.blake2s()
+    h = _blake2s()
     for p in parts:
         h.update(p)
     return h.digest()
@@ -52,46 +58,111 @@ def hash_(*parts: bytes) -> bytes:
 
 def mac(key: bytes, data: bytes) -> bytes:
     """Keyed BLAKE2s with a 16-byte digest (the `MAC` of the whitepaper)."""
-    return hashlib.blake2s(data, digest_size=16, key=key).digest()
+    return _blake2s(data, digest_size=16, key=key).digest()
+
+
+# HMAC-BLAKE2s (RFC 2104, 64-byte block) straight on hashlib.blake2s: the `hmac` module goes
+# through OpenSSL's HMAC, which costs twice as much per call, and a handshake side computes
+# twenty-odd HMACs. Every HMAC key in the protocol is a 32-byte chaining key or KDF output, so
+# the padded key is the key XOR the pad byte (one `translate`) plus 32 constant pad bytes.
+_BLOCK = 64
+_IPAD = bytes(b ^ 0x36 for b in range(256))
+_OPAD = bytes(b ^ 0x5C for b in range(256))
+_IPAD_FILL = b"\x36" * 32
+_OPAD_FILL = b"\x5c" * 32
+
+
+def _pads(key: bytes) -> tuple[bytes, bytes]:
+    """The inner and outer padded key blocks of HMAC-BLAKE2s."""
+    if len(key) != 32:
+        if len(key) > _BLOCK:
+            key = _blake2s(key).digest()
+        key = key.ljust(_BLOCK, b"\x00")
+        return key.translate(_IPAD), key.translate(_OPAD)
+    return key.translate(_IPAD) + _IPAD_FILL, key.translate(_OPAD) + _OPAD_FILL
 
 
 def hmac_(key: bytes, data: bytes) -> bytes:
-    return hmac.digest(key, data, "blake2s")
+    if len(key) == 32:
+        return _blake2s(
+            key.translate(_OPAD)
+            + _OPAD_FILL
+            + _blake2s(key.translate(_IPAD) + _IPAD_FILL + data).digest()
+        ).digest()
+    inner, outer = _pads(key)
+    return _blake2s(outer + _blake2s(inner + data).digest()).digest()
 
 
 def kdf1(key: bytes, data: bytes) -> bytes:
     t0 = hmac_(key, data)
-    return hmac_(t0, b"\x01")
+    return _blake2s(
+        t0.translate(_OPAD)
+        + _OPAD_FILL
+        + _blake2s(t0.translate(_IPAD) + _IPAD_FILL + b"\x01").digest()
+    ).digest()
 
 
 def kdf2(key: bytes, data: bytes) -> tuple[bytes, bytes]:
     t0 = hmac_(key, data)
-    t1 = hmac_(t0, b"\x01")
-    t2 = hmac_(t0, t1 + b"\x02")
+    inner = t0.translate(_IPAD) + _IPAD_FILL
+    outer = t0.translate(_OPAD) + _OPAD_FILL
+    t1 = _blake2s(outer + _blake2s(inner + b"\x01").digest()).digest()
+    t2 = _blake2s(outer + _blake2s(inner + t1 + b"\x02").digest()).digest()
     return t1, t2
 
 
 def kdf3(key: bytes, data: bytes) -> tuple[bytes, bytes, bytes]:
     t0 = hmac_(key, data)
-    t1 = hmac_(t0, b"\x01")
-    t2 = hmac_(t0, t1 + b"\x02")
-    t3 = hmac_(t0, t2 + b"\x03")
+    inner = t0.translate(_IPAD) + _IPAD_FILL
+    outer = t0.translate(_OPAD) + _OPAD_FILL
+    t1 = _blake2s(outer + _blake2s(inner + b"\x01").digest()).digest()
+    t2 = _blake2s(outer + _blake2s(inner + t1 + b"\x02").digest()).digest()
+    t3 = _blake2s(outer + _blake2s(inner + t2 + b"\x03").digest()).digest()
     return t1, t2, t3
+
+
+class HmacKey:
+    """A fixed HMAC-BLAKE2s key with its padded blocks computed once (e.g. the constant initial
+    chaining key, which starts every handshake's first KDF)."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        self._inner, self._outer = _pads(key)
+
+    def kdf1(self, data: bytes) -> bytes:
+        t0 = _blake2s(self._outer + _blake2s(self._inner + data).digest()).digest()
+        return _blake2s(
+            t0.translate(_OPAD)
+            + _OPAD_FILL
+            + _blake2s(t0.translate(_IPAD) + _IPAD_FILL + b"\x01").digest()
+        ).digest()
 
 
 def private_to_public(private_key: bytes) -> bytes:
     return X25519PrivateKey.from_private_bytes(private_key).public_key().public_bytes_raw()
 
 
-def dh(private_key: X25519PrivateKey, public_key: bytes) -> bytes:
-    """X25519; raises CryptoError for an all-zero result (a low-order point), as required."""
+def load_public(public_key: bytes) -> X25519PublicKey:
+    """Parse a 32-byte X25519 public key once, for several exchanges (ValueError if not 32)."""
+    return X25519PublicKey.from_public_bytes(public_key)
+
+
+def dh(private_key: X25519PrivateKey, public_key: bytes | X25519PublicKey) -> bytes:
+    """X25519; raises CryptoError for an all-zero result (a low-order point), as required.
+
+    Pass an X25519PublicKey from `load_public` when the same point is used more than once:
+    parsing costs about a tenth of the exchange."""
     try:
-        return private_key.exchange(X25519PublicKey.from_public_bytes(public_key))
+        if isinstance(public_key, bytes):
+            public_key = X25519PublicKey.from_public_bytes(public_key)
+        return private_key.exchange(public_key)
     except ValueError as exc:
         raise CryptoError("invalid public key") from exc
 
 
 _NONCE = struct.Struct("<4xQ")
+ZERO_NONCE = bytes(12)
 
 
 def aead_encrypt(key: bytes, counter: int, plaintext: bytes, ad: bytes) -> bytes:

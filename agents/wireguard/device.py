@@ -100,6 +100,7 @@ from .messages import (
     parse_response,
 )
 from .noise import (
+    ZERO_KEY,
     InitiatorState,
     PeerKeys,
     StaticIdentity,
@@ -293,17 +294,22 @@ class Device:
     ) -> None:
         """Add a peer, or update an existing one (sessions are kept). Raises ValueError for a
         malformed or low-order public key or a preshared key that is not 32 bytes."""
-        try:
-            keys = PeerKeys.create(self._identity, public_key, preshared_key)
-        except crypto.CryptoError as exc:
-            raise ValueError("invalid peer public key") from exc
         if public_key == self.public_key:
             raise ValueError("a device cannot be its own peer")
         peer = self._peers.get(public_key)
-        if peer is None:
-            peer = self._peers[public_key] = Peer(keys)
-        else:
-            peer.keys = keys
+        # Re-adding a peer with the same keys (config pushes) keeps its precomputation: the
+        # static-static DH costs as much as a quarter of a handshake side.
+        if peer is None or peer.keys.preshared != (
+            ZERO_KEY if preshared_key is None else preshared_key
+        ):
+            try:
+                keys = PeerKeys.create(self._identity, public_key, preshared_key)
+            except crypto.CryptoError as exc:
+                raise ValueError("invalid peer public key") from exc
+            if peer is None:
+                peer = self._peers[public_key] = Peer(keys)
+            else:
+                peer.keys = keys
         if endpoint is not None:
             peer.endpoint = endpoint
         if persistent_keepalive != peer.persistent_keepalive:

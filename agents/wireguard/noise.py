@@ -11,11 +11,14 @@ device's business (they cover the packed message bodies).
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from . import crypto
 from .messages import Initiation, Response, pack_initiation_body, pack_response_body
@@ -27,7 +30,16 @@ LABEL_COOKIE = b"cookie--"
 
 INITIAL_CHAIN_KEY = crypto.hash_(CONSTRUCTION)
 _INITIAL_HASH = crypto.hash_(INITIAL_CHAIN_KEY, IDENTIFIER)
+# Every handshake starts with KDF1(INITIAL_CHAIN_KEY, ephemeral): its HMAC key blocks are fixed.
+_INITIAL_CHAIN = crypto.HmacKey(INITIAL_CHAIN_KEY)
 ZERO_KEY = bytes(32)
+# Each handshake AEAD key is used exactly once, so its nonce is always counter 0.
+_NONCE0 = crypto.ZERO_NONCE
+_blake2s = hashlib.blake2s
+_dh = crypto.dh
+_kdf1 = crypto.kdf1
+_kdf2 = crypto.kdf2
+_kdf3 = crypto.kdf3
 
 # TAI64 labels seconds with 2^62 + 10 (the TAI-UTC offset at 1970); nanoseconds are rounded down
 # to 2^24 ns so the timestamp does not leak a fine-grained clock (as wireguard-go does).
@@ -69,9 +81,13 @@ class StaticIdentity:
 
 @dataclass(frozen=True, slots=True)
 class PeerKeys:
-    """A peer's static key and the values precomputed from it and our key."""
+    """A peer's static key and the values precomputed from it and our key.
+
+    `static_static` serves both roles: DH(our private, peer public) is the ss of the initiation
+    whichever side initiates (the initiator mixes it in, the responder needs the same value)."""
 
     public: bytes
+    public_key: X25519PublicKey  # `public` parsed once (the responder's se = DH(e_r, S_i))
     preshared: bytes  # 32 zero bytes when no psk is configured (as the protocol specifies)
     static_static: bytes  # DH(our static, peer static)
     initial_hash: bytes  # HASH(HASH(C0 || IDENTIFIER) || peer public), the initiator's H start
@@ -84,10 +100,12 @@ class PeerKeys:
             raise ValueError("public key must be 32 bytes")
         if preshared is not None and len(preshared) != 32:
             raise ValueError("preshared key must be 32 bytes")
+        public_key = crypto.load_public(public)
         return cls(
             public,
+            public_key,
             preshared if preshared is not None else ZERO_KEY,
-            crypto.dh(identity.private, public),
+            crypto.dh(identity.private, public_key),
             crypto.hash_(_INITIAL_HASH, public),
             crypto.hash_(LABEL_MAC1, public),
             crypto.hash_(LABEL_COOKIE, public),
@@ -104,20 +122,36 @@ class InitiatorState:
     hash: bytes
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ sets each field through object.__setattr__, which
+# costs more than a KDF here. Treat instances as immutable all the same.
+@dataclass(slots=True)
 class ConsumedInitiation:
     peer_public: bytes
     timestamp: bytes
     remote_index: int
-    remote_ephemeral: bytes
+    remote_ephemeral: X25519PublicKey  # parsed once for es, reused for the response's ee
     chain_key: bytes
     hash: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TransportKeys:
     send: bytes
     receive: bytes
+
+
+def _open(key: bytes, ciphertext: bytes, ad: bytes) -> bytes:
+    try:
+        return ChaCha20Poly1305(key).decrypt(_NONCE0, ciphertext, ad)
+    except InvalidTag as exc:
+        raise crypto.CryptoError("decryption failed") from exc
+
+
+def _ephemeral(ephemeral_private: bytes) -> tuple[X25519PrivateKey, bytes]:
+    # Loading a private key derives its public key (the one scalar multiplication a key
+    # generation needs); public_key() then only copies it out.
+    eph = X25519PrivateKey.from_private_bytes(ephemeral_private)
+    return eph, eph.public_key().public_bytes_raw()
 
 
 def create_initiation(
@@ -128,17 +162,15 @@ def create_initiation(
     timestamp: bytes,
 ) -> tuple[bytes, InitiatorState]:
     """Message 1 without mac1/mac2, and the state needed to consume the response."""
-    eph = X25519PrivateKey.from_private_bytes(ephemeral_private)
-    eph_pub = eph.public_key().public_bytes_raw()
-    h = peer.initial_hash
-    c = crypto.kdf1(INITIAL_CHAIN_KEY, eph_pub)
-    h = crypto.hash_(h, eph_pub)
-    c, k = crypto.kdf2(c, crypto.dh(eph, peer.public))
-    enc_static = crypto.aead_encrypt(k, 0, identity.public, h)
-    h = crypto.hash_(h, enc_static)
-    c, k = crypto.kdf2(c, peer.static_static)
-    enc_ts = crypto.aead_encrypt(k, 0, timestamp, h)
-    h = crypto.hash_(h, enc_ts)
+    eph, eph_pub = _ephemeral(ephemeral_private)
+    c = _INITIAL_CHAIN.kdf1(eph_pub)
+    h = _blake2s(peer.initial_hash + eph_pub).digest()
+    c, k = _kdf2(c, _dh(eph, peer.public_key))
+    enc_static = ChaCha20Poly1305(k).encrypt(_NONCE0, identity.public, h)
+    h = _blake2s(h + enc_static).digest()
+    c, k = _kdf2(c, peer.static_static)
+    enc_ts = ChaCha20Poly1305(k).encrypt(_NONCE0, timestamp, h)
+    h = _blake2s(h + enc_ts).digest()
     body = pack_initiation_body(local_index, eph_pub, enc_static, enc_ts)
     return body, InitiatorState(local_index, eph, c, h)
 
@@ -147,19 +179,20 @@ def consume_initiation(
     identity: StaticIdentity, msg: Initiation, lookup: Callable[[bytes], PeerKeys | None]
 ) -> ConsumedInitiation:
     """Decrypt message 1. Raises CryptoError if it does not authenticate or the peer is unknown."""
-    h = identity.initial_hash
-    c = crypto.kdf1(INITIAL_CHAIN_KEY, msg.ephemeral)
-    h = crypto.hash_(h, msg.ephemeral)
-    c, k = crypto.kdf2(c, crypto.dh(identity.private, msg.ephemeral))
-    peer_public = crypto.aead_decrypt(k, 0, msg.encrypted_static, h)
-    h = crypto.hash_(h, msg.encrypted_static)
+    eph_pub = msg.ephemeral
+    eph = crypto.load_public(eph_pub)
+    c = _INITIAL_CHAIN.kdf1(eph_pub)
+    h = _blake2s(identity.initial_hash + eph_pub).digest()
+    c, k = _kdf2(c, _dh(identity.private, eph))
+    peer_public = _open(k, msg.encrypted_static, h)
+    h = _blake2s(h + msg.encrypted_static).digest()
     peer = lookup(peer_public)
     if peer is None:
         raise UnknownPeerError(peer_public)
-    c, k = crypto.kdf2(c, peer.static_static)
-    timestamp = crypto.aead_decrypt(k, 0, msg.encrypted_timestamp, h)
-    h = crypto.hash_(h, msg.encrypted_timestamp)
-    return ConsumedInitiation(peer_public, timestamp, msg.sender, msg.ephemeral, c, h)
+    c, k = _kdf2(c, peer.static_static)
+    timestamp = _open(k, msg.encrypted_timestamp, h)
+    h = _blake2s(h + msg.encrypted_timestamp).digest()
+    return ConsumedInitiation(peer_public, timestamp, msg.sender, eph, c, h)
 
 
 class UnknownPeerError(crypto.CryptoError):
@@ -172,16 +205,15 @@ def create_response(
     peer: PeerKeys, state: ConsumedInitiation, local_index: int, ephemeral_private: bytes
 ) -> tuple[bytes, TransportKeys]:
     """Message 2 without macs, and the responder's transport keys."""
-    eph = X25519PrivateKey.from_private_bytes(ephemeral_private)
-    eph_pub = eph.public_key().public_bytes_raw()
-    c = crypto.kdf1(state.chain_key, eph_pub)
-    h = crypto.hash_(state.hash, eph_pub)
-    c = crypto.kdf1(c, crypto.dh(eph, state.remote_ephemeral))
-    c = crypto.kdf1(c, crypto.dh(eph, peer.public))
-    c, t, k = crypto.kdf3(c, peer.preshared)
-    h = crypto.hash_(h, t)
-    enc_nothing = crypto.aead_encrypt(k, 0, b"", h)
-    recv, send = crypto.kdf2(c, b"")
+    eph, eph_pub = _ephemeral(ephemeral_private)
+    c = _kdf1(state.chain_key, eph_pub)
+    h = _blake2s(state.hash + eph_pub).digest()
+    c = _kdf1(c, _dh(eph, state.remote_ephemeral))
+    c = _kdf1(c, _dh(eph, peer.public_key))
+    c, t, k = _kdf3(c, peer.preshared)
+    h = _blake2s(h + t).digest()
+    enc_nothing = ChaCha20Poly1305(k).encrypt(_NONCE0, b"", h)
+    recv, send = _kdf2(c, b"")
     body = pack_response_body(local_index, state.remote_index, eph_pub, enc_nothing)
     return body, TransportKeys(send, recv)
 
@@ -190,12 +222,14 @@ def consume_response(
     identity: StaticIdentity, peer: PeerKeys, state: InitiatorState, msg: Response
 ) -> TransportKeys:
     """Verify message 2; raises CryptoError (e.g. a preshared key mismatch)."""
-    c = crypto.kdf1(state.chain_key, msg.ephemeral)
-    h = crypto.hash_(state.hash, msg.ephemeral)
-    c = crypto.kdf1(c, crypto.dh(state.ephemeral, msg.ephemeral))
-    c = crypto.kdf1(c, crypto.dh(identity.private, msg.ephemeral))
-    c, t, k = crypto.kdf3(c, peer.preshared)
-    h = crypto.hash_(h, t)
-    crypto.aead_decrypt(k, 0, msg.encrypted_nothing, h)
-    send, recv = crypto.kdf2(c, b"")
+    eph_pub = msg.ephemeral
+    eph = crypto.load_public(eph_pub)
+    c = _kdf1(state.chain_key, eph_pub)
+    h = _blake2s(state.hash + eph_pub).digest()
+    c = _kdf1(c, _dh(state.ephemeral, eph))
+    c = _kdf1(c, _dh(identity.private, eph))
+    c, t, k = _kdf3(c, peer.preshared)
+    h = _blake2s(h + t).digest()
+    _open(k, msg.encrypted_nothing, h)
+    send, recv = _kdf2(c, b"")
     return TransportKeys(send, recv)
