@@ -246,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     per_mode: dict[str, dict[str, object]] = {}
     gateways: dict[str, Figures] = {}
     pairs: dict[str, Figures] = {}
-    for mode in args.modes:
+    for mode in args.modes if only & {"b", "c"} else []:
         entry: dict[str, object] = {}
         if "b" in only:
             name = f"(b) wg-go -> ours [{mode}]"
