@@ -237,6 +237,8 @@ else:
     }
 
 CELERY_TASK_ALWAYS_EAGER = _bool("CELERY_TASK_ALWAYS_EAGER", False)
+# Several portals (or test runs) can share one Redis when each has its own queue.
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("FZ_CELERY_QUEUE", "celery")
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
