@@ -85,3 +85,10 @@ def test_a_worker_expires_authorizations(acme: Account, bob: Actor) -> None:
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait()
+        # kombu keeps the queue's bindings in Redis; a per-run queue must not leave them behind.
+        import redis
+
+        client = redis.Redis.from_url(os.environ["REDIS_URL"])
+        for key in client.scan_iter(match=f"*{queue}*"):
+            client.delete(key)
+        client.delete(queue)
