@@ -10,12 +10,13 @@ CPU work only: parsing, mac1, the Noise computations, X25519, session setup. CPU
 * responder: the gateway's per-client share. Initiations are made beforehand (untimed), then
   only the responder's `decapsulate` of each (consume initiation + create response) is timed.
 * initiator: the pair loop again, timing only the initiator's two calls.
-* x25519: one exchange with a parsed public key, and one key generation (private -> public), as
-  the `cryptography` package does them; the bound is the rate if X25519 were the only cost
-  (a handshake side does one key generation and three exchanges; the static-static DH is
-  precomputed per peer).
+* x25519: one exchange with a parsed public key, and one key generation (private -> public), in
+  the X25519 implementation the devices use (`agents.wireguard.crypto.x25519`: libsodium when
+  PyNaCl is installed, else OpenSSL via `cryptography`; `--x25519 NAME` forces one). The bound is
+  the rate if X25519 were the only cost (a handshake side does one key generation and three
+  exchanges; the static-static DH is precomputed per peer).
 
-Run:  .venv/bin/python benchmarks/handshakes.py [--count 600] [--repeats 5]
+Run:  .venv/bin/python benchmarks/handshakes.py [--count 600] [--repeats 5] [--x25519 openssl]
 The LAST line printed is one JSON object.
 """
 
@@ -33,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agents.wireguard import Device, generate_private_key, public_key  # noqa: E402
+from agents.wireguard import Device, crypto, generate_private_key, public_key  # noqa: E402
 
 PACKET = bytes.fromhex("4500001c000000004011000064400002644000010001000100080000")
 A_ENDPOINT = ("192.0.2.1", 51820)
@@ -115,18 +116,27 @@ def per_op_us(fn: Callable[[], object], count: int) -> float:
 
 
 def x25519_costs(count: int) -> tuple[float, float]:
-    from cryptography.hazmat.primitives.asymmetric.x25519 import (
-        X25519PrivateKey,
-        X25519PublicKey,
-    )
+    x25519 = getattr(crypto, "x25519", None)
+    if x25519 is None:  # before the implementations were pluggable: cryptography's calls
+        from cryptography.hazmat.primitives.asymmetric.x25519 import (
+            X25519PrivateKey,
+            X25519PublicKey,
+        )
 
-    priv = X25519PrivateKey.from_private_bytes(generate_private_key())
-    peer = X25519PublicKey.from_public_bytes(public_key(generate_private_key()))
+        priv = X25519PrivateKey.from_private_bytes(generate_private_key())
+        peer = X25519PublicKey.from_public_bytes(public_key(generate_private_key()))
+        seed = generate_private_key()
+        exchange = per_op_us(lambda: priv.exchange(peer), count)
+        keygen = per_op_us(
+            lambda: X25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw(),
+            count,
+        )
+        return exchange, keygen
+    handle, _ = x25519.load_private(generate_private_key())
+    point = x25519.load_public(public_key(generate_private_key()))
     seed = generate_private_key()
-    exchange = per_op_us(lambda: priv.exchange(peer), count)
-    keygen = per_op_us(
-        lambda: X25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw(), count
-    )
+    exchange = per_op_us(lambda: x25519.dh(handle, point), count)
+    keygen = per_op_us(lambda: x25519.load_private(seed), count)
     return exchange, keygen
 
 
@@ -134,7 +144,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--count", type=int, default=600, help="handshakes per measurement")
     parser.add_argument("--repeats", type=int, default=5)
+    implementations = getattr(crypto, "X25519_IMPLEMENTATIONS", {})
+    parser.add_argument("--x25519", choices=sorted(implementations), help="force one")
     args = parser.parse_args(argv)
+    if args.x25519:
+        crypto.x25519 = implementations[args.x25519]
+    x25519_name = getattr(getattr(crypto, "x25519", None), "name", "openssl")
 
     lab = Lab()
     pair_rate(lab, 50)  # warm-up
@@ -163,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"pair (both ends, one process): {pair:8,.0f}/s  {spread(pairs)}")
     print(f"responder share:               {responder:8,.0f}/s  {spread(responders)}")
     print(f"initiator share:               {initiator:8,.0f}/s  {spread(initiators)}")
-    print(f"X25519 exchange {exchange:.1f} us, key generation {keygen:.1f} us")
+    print(f"X25519 ({x25519_name}): exchange {exchange:.1f} us, key generation {keygen:.1f} us")
     print(
         f"X25519-only bound: {bound_side:,.0f}/s per side, {bound_pair:,.0f}/s for the pair "
         f"(1 key generation + 3 exchanges per side)"
@@ -175,6 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = {
         "count": args.count,
         "repeats": args.repeats,
+        "x25519": x25519_name,
         "handshakes_per_s": round(pair),
         "responder_handshakes_per_s": round(responder),
         "initiator_handshakes_per_s": round(initiator),

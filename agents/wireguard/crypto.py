@@ -2,15 +2,18 @@
 
 HASH/MAC/HMAC/KDF are BLAKE2s based, DH is X25519, AEAD is ChaCha20Poly1305 with a 64-bit
 little-endian counter nonce, and XAEAD (cookie replies only) is XChaCha20Poly1305. BLAKE2s
-comes from hashlib (HMAC is assembled here on it, see below), X25519 and the AEADs from the
-`cryptography` package, except HChaCha20, which is implemented here in pure Python: it only runs
-for cookie replies, which are rare by design.
+comes from hashlib (HMAC is assembled here on it, see below); X25519 from libsodium (PyNaCl) if
+installed, else from the `cryptography` package (see `X25519`), which also provides the AEADs
+except HChaCha20, implemented here in pure Python: it only runs for cookie replies, which are
+rare by design.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import struct
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -22,9 +25,13 @@ TAG_LEN = 16
 __all__ = [
     "KEY_LEN",
     "TAG_LEN",
+    "X25519",
+    "X25519_IMPLEMENTATIONS",
     "ZERO_NONCE",
     "CryptoError",
     "HmacKey",
+    "OpenSSLX25519",
+    "SodiumX25519",
     "aead_decrypt",
     "aead_encrypt",
     "dh",
@@ -37,6 +44,7 @@ __all__ = [
     "load_public",
     "mac",
     "private_to_public",
+    "x25519",
     "xaead_decrypt",
     "xaead_encrypt",
 ]
@@ -139,26 +147,110 @@ class HmacKey:
         ).digest()
 
 
+class X25519:
+    """One X25519 implementation, behind handles so each key is prepared once.
+
+    `load_private` returns (handle, public key): loading derives the public key, the single
+    scalar multiplication a key generation needs. `load_public` parses a public key for use in
+    several exchanges. `dh` raises CryptoError when the result is all zeros (a low-order point),
+    as the protocol requires. Both implementations clamp scalars and mask the top bit of
+    public keys (RFC 7748), so they compute the same function; tests hold them to that.
+    """
+
+    name = "abstract"
+
+    def load_private(self, raw: bytes) -> tuple[Any, bytes]:
+        raise NotImplementedError
+
+    def load_public(self, raw: bytes) -> Any:
+        raise NotImplementedError
+
+    def dh(self, private: Any, public: Any) -> bytes:
+        raise NotImplementedError
+
+
+class OpenSSLX25519(X25519):
+    """X25519 of the `cryptography` package (OpenSSL): a variable-base ladder for everything,
+    including the public key of a new private key."""
+
+    name = "openssl"
+
+    def load_private(self, raw: bytes) -> tuple[X25519PrivateKey, bytes]:
+        key = X25519PrivateKey.from_private_bytes(raw)  # ValueError unless 32 bytes
+        return key, key.public_key().public_bytes_raw()
+
+    def load_public(self, raw: bytes) -> X25519PublicKey:
+        return X25519PublicKey.from_public_bytes(raw)  # ValueError unless 32 bytes
+
+    def dh(self, private: X25519PrivateKey, public: X25519PublicKey) -> bytes:
+        try:
+            return private.exchange(public)
+        except ValueError as exc:
+            raise CryptoError("invalid public key") from exc
+
+
+class SodiumX25519(X25519):
+    """X25519 of libsodium (PyNaCl), on raw bytes. Its public-key derivation is a fixed-base
+    multiplication with precomputed tables: about half the cost of OpenSSL's, which uses the
+    ladder for it; the exchange itself costs the same. Ephemeral keys make that matter: every
+    handshake side generates one."""
+
+    name = "libsodium"
+
+    def __init__(self) -> None:
+        from nacl import bindings, exceptions
+
+        self._base = bindings.crypto_scalarmult_base
+        self._mult = bindings.crypto_scalarmult
+        self._error = exceptions.RuntimeError
+
+    def load_private(self, raw: bytes) -> tuple[bytes, bytes]:
+        # The C functions read 32 bytes whatever they are given: check here.
+        if len(raw) != 32:
+            raise ValueError("an X25519 private key is 32 bytes")
+        raw = bytes(raw)
+        return raw, self._base(raw)
+
+    def load_public(self, raw: bytes) -> bytes:
+        if len(raw) != 32:
+            raise ValueError("an X25519 public key is 32 bytes")
+        return bytes(raw)
+
+    def dh(self, private: bytes, public: bytes) -> bytes:
+        try:
+            result: bytes = self._mult(private, public)
+        except self._error as exc:  # libsodium refuses low-order points and zero results
+            raise CryptoError("invalid public key") from exc
+        return result
+
+
+def _available_x25519() -> dict[str, X25519]:
+    found: dict[str, X25519] = {"openssl": OpenSSLX25519()}
+    with contextlib.suppress(ImportError):
+        found["libsodium"] = SodiumX25519()
+    return found
+
+
+# Every implementation importable here, and the one new keys use: libsodium when PyNaCl is
+# installed (faster key generation), otherwise OpenSSL. Keys remember nothing of which
+# implementation made them, so a StaticIdentity/PeerKeys keeps its own reference to it.
+X25519_IMPLEMENTATIONS = _available_x25519()
+x25519: X25519 = X25519_IMPLEMENTATIONS.get("libsodium") or X25519_IMPLEMENTATIONS["openssl"]
+
+
 def private_to_public(private_key: bytes) -> bytes:
-    return X25519PrivateKey.from_private_bytes(private_key).public_key().public_bytes_raw()
+    return x25519.load_private(private_key)[1]
 
 
-def load_public(public_key: bytes) -> X25519PublicKey:
+def load_public(public_key: bytes) -> Any:
     """Parse a 32-byte X25519 public key once, for several exchanges (ValueError if not 32)."""
-    return X25519PublicKey.from_public_bytes(public_key)
+    return x25519.load_public(public_key)
 
 
-def dh(private_key: X25519PrivateKey, public_key: bytes | X25519PublicKey) -> bytes:
-    """X25519; raises CryptoError for an all-zero result (a low-order point), as required.
-
-    Pass an X25519PublicKey from `load_public` when the same point is used more than once:
-    parsing costs about a tenth of the exchange."""
-    try:
-        if isinstance(public_key, bytes):
-            public_key = X25519PublicKey.from_public_bytes(public_key)
-        return private_key.exchange(public_key)
-    except ValueError as exc:
-        raise CryptoError("invalid public key") from exc
+def dh(private_key: Any, public_key: Any) -> bytes:
+    """X25519 on handles of the current implementation (`x25519`); CryptoError for a low-order
+    point."""
+    return x25519.dh(private_key, public_key)
 
 
 _NONCE = struct.Struct("<4xQ")

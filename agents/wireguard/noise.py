@@ -15,9 +15,9 @@ import hashlib
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from . import crypto
@@ -36,7 +36,6 @@ ZERO_KEY = bytes(32)
 # Each handshake AEAD key is used exactly once, so its nonce is always counter 0.
 _NONCE0 = crypto.ZERO_NONCE
 _blake2s = hashlib.blake2s
-_dh = crypto.dh
 _kdf1 = crypto.kdf1
 _kdf2 = crypto.kdf2
 _kdf3 = crypto.kdf3
@@ -58,19 +57,23 @@ def tai64n(unix_time: float) -> bytes:
 class StaticIdentity:
     """Our long-term key and everything precomputed from it."""
 
-    private: X25519PrivateKey
+    x25519: crypto.X25519  # the implementation this identity's keys (and its peers') belong to
+    private: Any  # the x25519 handle of our private key
     public: bytes
     initial_hash: bytes  # HASH(HASH(C0 || IDENTIFIER) || our public), the responder's H start
     mac1_key: bytes  # verifies mac1 of messages sent to us
     cookie_key: bytes  # encrypts the cookie replies we send
 
     @classmethod
-    def from_private(cls, private_key: bytes) -> StaticIdentity:
+    def from_private(
+        cls, private_key: bytes, x25519: crypto.X25519 | None = None
+    ) -> StaticIdentity:
         if len(private_key) != 32:
             raise ValueError("private key must be 32 bytes")
-        priv = X25519PrivateKey.from_private_bytes(private_key)
-        pub = priv.public_key().public_bytes_raw()
+        x25519 = x25519 or crypto.x25519
+        priv, pub = x25519.load_private(private_key)
         return cls(
+            x25519,
             priv,
             pub,
             crypto.hash_(_INITIAL_HASH, pub),
@@ -86,8 +89,9 @@ class PeerKeys:
     `static_static` serves both roles: DH(our private, peer public) is the ss of the initiation
     whichever side initiates (the initiator mixes it in, the responder needs the same value)."""
 
+    x25519: crypto.X25519
     public: bytes
-    public_key: X25519PublicKey  # `public` parsed once (the responder's se = DH(e_r, S_i))
+    public_key: Any  # `public` parsed once (the responder's se = DH(e_r, S_i))
     preshared: bytes  # 32 zero bytes when no psk is configured (as the protocol specifies)
     static_static: bytes  # DH(our static, peer static)
     initial_hash: bytes  # HASH(HASH(C0 || IDENTIFIER) || peer public), the initiator's H start
@@ -100,12 +104,14 @@ class PeerKeys:
             raise ValueError("public key must be 32 bytes")
         if preshared is not None and len(preshared) != 32:
             raise ValueError("preshared key must be 32 bytes")
-        public_key = crypto.load_public(public)
+        x25519 = identity.x25519
+        public_key = x25519.load_public(public)
         return cls(
+            x25519,
             public,
             public_key,
             preshared if preshared is not None else ZERO_KEY,
-            crypto.dh(identity.private, public_key),
+            x25519.dh(identity.private, public_key),
             crypto.hash_(_INITIAL_HASH, public),
             crypto.hash_(LABEL_MAC1, public),
             crypto.hash_(LABEL_COOKIE, public),
@@ -117,7 +123,7 @@ class InitiatorState:
     """What the initiator keeps between sending message 1 and receiving message 2."""
 
     local_index: int
-    ephemeral: X25519PrivateKey
+    ephemeral: Any  # x25519 handle
     chain_key: bytes
     hash: bytes
 
@@ -129,7 +135,7 @@ class ConsumedInitiation:
     peer_public: bytes
     timestamp: bytes
     remote_index: int
-    remote_ephemeral: X25519PublicKey  # parsed once for es, reused for the response's ee
+    remote_ephemeral: Any  # x25519 handle: parsed once for es, reused for the response's ee
     chain_key: bytes
     hash: bytes
 
@@ -147,13 +153,6 @@ def _open(key: bytes, ciphertext: bytes, ad: bytes) -> bytes:
         raise crypto.CryptoError("decryption failed") from exc
 
 
-def _ephemeral(ephemeral_private: bytes) -> tuple[X25519PrivateKey, bytes]:
-    # Loading a private key derives its public key (the one scalar multiplication a key
-    # generation needs); public_key() then only copies it out.
-    eph = X25519PrivateKey.from_private_bytes(ephemeral_private)
-    return eph, eph.public_key().public_bytes_raw()
-
-
 def create_initiation(
     identity: StaticIdentity,
     peer: PeerKeys,
@@ -162,10 +161,11 @@ def create_initiation(
     timestamp: bytes,
 ) -> tuple[bytes, InitiatorState]:
     """Message 1 without mac1/mac2, and the state needed to consume the response."""
-    eph, eph_pub = _ephemeral(ephemeral_private)
+    x25519 = identity.x25519
+    eph, eph_pub = x25519.load_private(ephemeral_private)
     c = _INITIAL_CHAIN.kdf1(eph_pub)
     h = _blake2s(peer.initial_hash + eph_pub).digest()
-    c, k = _kdf2(c, _dh(eph, peer.public_key))
+    c, k = _kdf2(c, x25519.dh(eph, peer.public_key))
     enc_static = ChaCha20Poly1305(k).encrypt(_NONCE0, identity.public, h)
     h = _blake2s(h + enc_static).digest()
     c, k = _kdf2(c, peer.static_static)
@@ -179,11 +179,12 @@ def consume_initiation(
     identity: StaticIdentity, msg: Initiation, lookup: Callable[[bytes], PeerKeys | None]
 ) -> ConsumedInitiation:
     """Decrypt message 1. Raises CryptoError if it does not authenticate or the peer is unknown."""
+    x25519 = identity.x25519
     eph_pub = msg.ephemeral
-    eph = crypto.load_public(eph_pub)
+    eph = x25519.load_public(eph_pub)
     c = _INITIAL_CHAIN.kdf1(eph_pub)
     h = _blake2s(identity.initial_hash + eph_pub).digest()
-    c, k = _kdf2(c, _dh(identity.private, eph))
+    c, k = _kdf2(c, x25519.dh(identity.private, eph))
     peer_public = _open(k, msg.encrypted_static, h)
     h = _blake2s(h + msg.encrypted_static).digest()
     peer = lookup(peer_public)
@@ -205,11 +206,12 @@ def create_response(
     peer: PeerKeys, state: ConsumedInitiation, local_index: int, ephemeral_private: bytes
 ) -> tuple[bytes, TransportKeys]:
     """Message 2 without macs, and the responder's transport keys."""
-    eph, eph_pub = _ephemeral(ephemeral_private)
+    x25519 = peer.x25519
+    eph, eph_pub = x25519.load_private(ephemeral_private)
     c = _kdf1(state.chain_key, eph_pub)
     h = _blake2s(state.hash + eph_pub).digest()
-    c = _kdf1(c, _dh(eph, state.remote_ephemeral))
-    c = _kdf1(c, _dh(eph, peer.public_key))
+    c = _kdf1(c, x25519.dh(eph, state.remote_ephemeral))
+    c = _kdf1(c, x25519.dh(eph, peer.public_key))
     c, t, k = _kdf3(c, peer.preshared)
     h = _blake2s(h + t).digest()
     enc_nothing = ChaCha20Poly1305(k).encrypt(_NONCE0, b"", h)
@@ -222,12 +224,13 @@ def consume_response(
     identity: StaticIdentity, peer: PeerKeys, state: InitiatorState, msg: Response
 ) -> TransportKeys:
     """Verify message 2; raises CryptoError (e.g. a preshared key mismatch)."""
+    x25519 = identity.x25519
     eph_pub = msg.ephemeral
-    eph = crypto.load_public(eph_pub)
+    eph = x25519.load_public(eph_pub)
     c = _kdf1(state.chain_key, eph_pub)
     h = _blake2s(state.hash + eph_pub).digest()
-    c = _kdf1(c, _dh(state.ephemeral, eph))
-    c = _kdf1(c, _dh(identity.private, eph))
+    c = _kdf1(c, x25519.dh(state.ephemeral, eph))
+    c = _kdf1(c, x25519.dh(identity.private, eph))
     c, t, k = _kdf3(c, peer.preshared)
     h = _blake2s(h + t).digest()
     _open(k, msg.encrypted_nothing, h)

@@ -97,8 +97,29 @@ def test_tai64n_labels_unix_time_and_grows() -> None:
     assert tai64n(1_700_000_001.0) > stamp
 
 
-def test_dh_refuses_low_order_points() -> None:
-    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+_P = 2**255 - 19
+# u-coordinates of the points of order 1, 2, 4 and 8 (and non-canonical encodings of them), as in
+# libsodium's list; each is also tried with the ignored top bit set.
+_LOW_ORDER = [
+    0,
+    1,
+    0x00B8495F16056286FDB1329CEB8D09DA6AC49FF1FAE35616AEB8413B7C7AEBE0,
+    0x57119FD0DD4E22D8868E1C58C45C44045BEF839C55B1D0B1248C50A3BC959C5F,
+    _P - 1,
+    _P,
+    _P + 1,
+]
 
+
+@pytest.mark.parametrize("name", sorted(crypto.X25519_IMPLEMENTATIONS))
+@pytest.mark.parametrize("u", _LOW_ORDER)
+@pytest.mark.parametrize("top_bit", [False, True])
+def test_dh_refuses_low_order_points(name: str, u: int, top_bit: bool) -> None:
+    x25519 = crypto.X25519_IMPLEMENTATIONS[name]
+    private, _ = x25519.load_private(bytes(range(1, 33)))
+    point = (u | (1 << 255) if top_bit else u).to_bytes(32, "little")
     with pytest.raises(crypto.CryptoError):
-        crypto.dh(X25519PrivateKey.generate(), bytes(32))
+        x25519.dh(private, x25519.load_public(point))
+    # the same private key works with an ordinary point
+    _, ordinary = x25519.load_private(bytes(range(2, 34)))
+    assert len(x25519.dh(private, x25519.load_public(ordinary))) == 32

@@ -63,9 +63,15 @@ def test_hmac_key_handles_keys_of_any_length(length: int) -> None:
     assert crypto.HmacKey(key).kdf1(b"data") == _hmac(_hmac(key, b"data"), b"\x01")
 
 
-def test_peer_keys_precompute_the_static_dh_and_the_mac_and_cookie_keys() -> None:
+IMPLEMENTATIONS = sorted(crypto.X25519_IMPLEMENTATIONS)
+
+
+@pytest.mark.parametrize("name", IMPLEMENTATIONS)
+def test_peer_keys_precompute_the_static_dh_and_the_mac_and_cookie_keys(name: str) -> None:
+    x25519 = crypto.X25519_IMPLEMENTATIONS[name]
     ours, theirs = private_key(1), private_key(2)
-    identity = StaticIdentity.from_private(ours)
+    identity = StaticIdentity.from_private(ours, x25519)
+    assert identity.x25519 is x25519
     their_public = public_key(theirs)
     keys = PeerKeys.create(identity, their_public, None)
     fresh = X25519PrivateKey.from_private_bytes(ours).exchange(
@@ -73,9 +79,11 @@ def test_peer_keys_precompute_the_static_dh_and_the_mac_and_cookie_keys() -> Non
     )
     assert keys.static_static == fresh
     # the same value from the other side: one precomputation serves initiator and responder
-    mirror = PeerKeys.create(StaticIdentity.from_private(theirs), public_key(ours), None)
+    mirror = PeerKeys.create(StaticIdentity.from_private(theirs, x25519), public_key(ours), None)
     assert mirror.static_static == keys.static_static
-    assert keys.public_key.public_bytes_raw() == their_public
+    # the parsed public key is the peer's
+    assert x25519.dh(identity.private, keys.public_key) == fresh
+    assert keys.x25519 is x25519
     assert keys.mac1_key == hashlib.blake2s(LABEL_MAC1 + their_public).digest()
     assert keys.cookie_key == hashlib.blake2s(LABEL_COOKIE + their_public).digest()
     c0 = hashlib.blake2s(CONSTRUCTION).digest()
@@ -179,6 +187,7 @@ def _reference_handshake(
     return init, resp, send_i, recv_i
 
 
+@pytest.mark.parametrize("name", IMPLEMENTATIONS)
 @settings(max_examples=15, deadline=None)
 @given(
     s_i=keys32,
@@ -189,10 +198,12 @@ def _reference_handshake(
     stamp=st.binary(min_size=12, max_size=12),
 )
 def test_handshake_messages_and_keys_equal_the_by_definition_handshake(
-    s_i: bytes, s_r: bytes, e_i: bytes, e_r: bytes, psk: bytes, stamp: bytes
+    name: str, s_i: bytes, s_r: bytes, e_i: bytes, e_r: bytes, psk: bytes, stamp: bytes
 ) -> None:
     init_ref, resp_ref, send_ref, recv_ref = _reference_handshake(s_i, s_r, e_i, e_r, psk, stamp)
-    initiator, responder = StaticIdentity.from_private(s_i), StaticIdentity.from_private(s_r)
+    x25519 = crypto.X25519_IMPLEMENTATIONS[name]
+    initiator = StaticIdentity.from_private(s_i, x25519)
+    responder = StaticIdentity.from_private(s_r, x25519)
     peer_of_i = PeerKeys.create(initiator, responder.public, psk)
     peer_of_r = PeerKeys.create(responder, initiator.public, psk)
 
