@@ -183,6 +183,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"X25519-only bound: {bound_side:,.0f}/s per side, {bound_pair:,.0f}/s for the pair "
         f"(1 key generation + 3 exchanges per side)"
     )
+    responder_us = 1e6 / responder
+    print(
+        f"responder: {responder_us:.0f} us per handshake, X25519 {side_x25519:.0f} us of it "
+        f"({side_x25519 / responder_us:.0%}), everything else {responder_us - side_x25519:.0f} us"
+    )
     print(
         f"goal 5,000/s/core: responder {'met' if responder >= 5000 else 'NOT met'}, "
         f"pair {'met' if pair >= 5000 else 'NOT met'}"
