@@ -115,14 +115,18 @@ def _in_everyone(actor_type: str) -> bool:
     return actor_type in (Actor.Type.USER, Actor.Type.ADMIN)
 
 
-def _sync_everyone(actor: Actor) -> None:
-    """Keep the managed Everyone group equal to the account's users and admins."""
+def _sync_everyone(actor: Actor) -> uuid.UUID | None:
+    """Keep the managed Everyone group equal to the account's users and admins.
+
+    Returns the group's id when a membership was removed (the caller publishes the narrowing).
+    """
     group = everyone_group(actor.account_id)
     should = _in_everyone(actor.type) and actor.disabled_at is None
     if should:
         Membership.objects.get_or_create(account_id=actor.account_id, group=group, actor=actor)
-    else:
-        Membership.objects.filter(group=group, actor=actor).delete()
+        return None
+    deleted, _ = Membership.objects.filter(group=group, actor=actor).delete()
+    return group.pk if deleted else None
 
 
 def _username(account: Account | uuid.UUID, email: str) -> str:
@@ -192,6 +196,10 @@ def update_actor(
         taken = Actor.objects.for_account(actor.account_id).filter(email=clean).exclude(pk=actor.pk)
         if clean and taken.exists():
             raise ValidationFailed({"email": "An actor with this email already exists."})
+        if not clean and actor.user is not None:
+            raise ValidationFailed(
+                {"email": "An actor who signs in with a password needs an email."}
+            )
         actor.email = clean
         if actor.user is not None:
             actor.user.username = _username(actor.account_id, clean)
@@ -205,7 +213,16 @@ def update_actor(
         actor.type = type
     with integrity_errors_as_validation(_CONSTRAINTS):
         actor.save()
-    _sync_everyone(actor)
+    left = _sync_everyone(actor)
+    if left is not None:
+        publish(
+            AccessChanged(
+                account_id=actor.account_id,
+                reason="membership_removed",
+                actor_ids=frozenset({actor.pk}),
+                group_ids=frozenset({left}),
+            )
+        )
     return actor
 
 
@@ -215,6 +232,19 @@ def _check_not_last_admin(actor: Actor) -> None:
     )
     if not admins.exclude(pk=actor.pk).exists():
         raise ValidationFailed({"type": "The account needs at least one active admin."})
+
+
+def check_may_manage(requester: Actor, target: Actor) -> None:
+    """An account admin manages the account's actors, except Django staff: those hold powers
+    across accounts, so only they themselves or a superuser may change or remove them."""
+    if requester.account_id != target.account_id:
+        raise NotFound("No such actor.")
+    user = target.user
+    if user is None or not (user.is_staff or user.is_superuser) or requester.pk == target.pk:
+        return
+    if requester.user is not None and requester.user.is_superuser:
+        return
+    raise PermissionDenied("This actor is Django staff; only they or a superuser can change them.")
 
 
 @transaction.atomic
@@ -273,11 +303,34 @@ def delete_actor(actor: Actor) -> None:
     actor = Actor.objects.select_for_update().get(pk=actor.pk, account_id=actor.account_id)
     if actor.type == Actor.Type.ADMIN and actor.disabled_at is None:
         _check_not_last_admin(actor)
+    # Devices go first, through the service that tells their gateways and frees their tunnel
+    # addresses; then the actor's remaining flows are revoked while they still name the actor.
+    from gateways import services as gateway_services
+    from gateways.models import ClientDevice, TunnelAddress
+    from policies.models import Authorization
+
+    dynamic_slots: list[uuid.UUID] = []
+    for device in ClientDevice.objects.for_account(actor.account_id).filter(actor=actor):
+        if device.kind == ClientDevice.Kind.STATIC:
+            gateway_services.delete_device(device)
+        else:
+            dynamic_slots.append(device.address_id)
+    flows = Authorization.objects.for_account(actor.account_id).filter(
+        actor=actor, revoked_at__isnull=True
+    )
+    revoked = frozenset(flows.select_for_update().values_list("pk", flat=True))
+    Authorization.objects.filter(pk__in=revoked).update(
+        revoked_at=timezone.now(), revoke_reason="actor_deleted"
+    )
     event = AccessChanged(
-        account_id=actor.account_id, reason="actor_deleted", actor_ids=frozenset({actor.pk})
+        account_id=actor.account_id,
+        reason="actor_deleted",
+        actor_ids=frozenset({actor.pk}),
+        authorization_ids=revoked,
     )
     user = actor.user
     actor.delete()
+    TunnelAddress.objects.filter(pk__in=dynamic_slots).delete()
     if user is not None:
         _end_sessions(user.pk)
         user.delete()
@@ -431,10 +484,44 @@ def create_auth_provider(
 
 @transaction.atomic
 def disable_auth_provider(provider: AuthProvider) -> None:
+    """Disable a provider and end the flows that may have depended on signing in through it.
+
+    Authorizations do not record the provider a client signed in with, so every active flow of a
+    policy that requires this provider (``provider_id is_in [..., this, ...]``) is revoked; a
+    client that signed in elsewhere simply asks again and is re-evaluated.
+    """
+    from policies.models import Authorization, Policy
+
+    now = timezone.now()
     AuthProvider.objects.filter(pk=provider.pk, account_id=provider.account_id).update(
-        disabled_at=timezone.now()
+        disabled_at=now
     )
-    publish(AccessChanged(account_id=provider.account_id, reason="provider_disabled"))
+    provider_id = str(provider.pk)
+    needing = [
+        policy.pk
+        for policy in Policy.objects.for_account(provider.account_id).only("id", "conditions")
+        if any(
+            c.get("property") == "provider_id"
+            and c.get("operator") == "is_in"
+            and provider_id in c.get("values", [])
+            for c in policy.conditions
+        )
+    ]
+    flows = Authorization.objects.for_account(provider.account_id).filter(
+        policy_id__in=needing, revoked_at__isnull=True
+    )
+    revoked = frozenset(flows.select_for_update().values_list("pk", flat=True))
+    Authorization.objects.filter(pk__in=revoked).update(
+        revoked_at=now, revoke_reason="provider_disabled"
+    )
+    publish(
+        AccessChanged(
+            account_id=provider.account_id,
+            reason="provider_disabled",
+            policy_ids=frozenset(needing),
+            authorization_ids=revoked,
+        )
+    )
 
 
 @transaction.atomic

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.views import LoginView, LogoutView
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import transaction
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
@@ -344,9 +345,17 @@ def actor_detail(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
     )
 
 
+def _check_may_manage(ui: UI, actor: Actor) -> None:
+    try:
+        services.check_may_manage(ui.actor, actor)
+    except PermissionDenied as exc:
+        raise DjangoPermissionDenied(str(exc)) from exc
+
+
 @admin_required
 def actor_edit(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
     actor = get_or_404(_actors(ui), pk)
+    _check_may_manage(ui, actor)
     initial = {"name": actor.name, "email": actor.email, "type": actor.type}
     form = forms.ActorForm(request.POST or None, initial=initial, editing=True)
     if request.method == "POST" and form.is_valid():
@@ -376,6 +385,7 @@ def actor_edit(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
 
 def _actor_action(request: HttpRequest, ui: UI, pk: str, *, action: str) -> HttpResponse:
     actor = get_or_404(_actors(ui), pk)
+    _check_may_manage(ui, actor)
     cancel = reverse("actor_detail", args=[actor.pk])
     labels = {
         "disable": (

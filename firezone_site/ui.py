@@ -114,6 +114,9 @@ def get_or_404(queryset: QuerySet[M], pk: Any) -> M:
 
 def search(queryset: QuerySet[M], q: str, fields: Sequence[str]) -> QuerySet[M]:
     """Case-insensitive substring search over ``fields`` (all words must match somewhere)."""
+    # PostgreSQL text cannot hold NUL: such a character can match nothing, so it is dropped
+    # rather than turned into a database error.
+    q = q.replace("\x00", "")
     for word in q.split()[:5]:
         cond = Q()
         for name in fields:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 
+from accounts.models import Token
 from agents import protocol
 from firezone_site.events import AccessChanged
 from gateways import presence, queries, services
@@ -46,9 +47,15 @@ def _push_resource_updates(account_id: uuid.UUID, resource_ids: frozenset[uuid.U
 
 
 def _close_connections(event: AccessChanged) -> None:
+    # A socket joins the group of the token it connected with; after a rotation it keeps running
+    # on the successor, so revoking the successor must also close its predecessor's group.
+    predecessors = Token.objects.for_account(event.account_id).filter(
+        replaced_by_id__in=event.token_ids
+    )
+    token_ids = set(event.token_ids) | set(predecessors.values_list("pk", flat=True))
     envelopes: list[presence.Envelope] = [
         presence.close(presence.token_group(t), protocol.CloseCode.UNAUTHORIZED, "token revoked")
-        for t in event.token_ids
+        for t in sorted(token_ids, key=str)
     ]
     if event.reason == "account_disabled":
         envelopes.append(
@@ -78,11 +85,13 @@ def _sync_static_devices(event: AccessChanged) -> None:
 def on_access_changed(event: AccessChanged) -> None:
     if event.narrowed:
         _push_rejections(event.account_id, event.authorization_ids)
-        _close_connections(event)
         _push_rejections(event.account_id, services.revoke_stale_authorizations(event))
     if event.filters_only:
         _push_resource_updates(event.account_id, event.resource_ids)
         return  # filters are not part of static configs; resource_updated covers the peers
-    if event.reason in ("authorization_expired",):
-        return  # nothing about static devices changed
-    _sync_static_devices(event)
+    if event.reason not in ("authorization_expired",):  # expiry changes no static device
+        _sync_static_devices(event)
+    if event.narrowed:
+        # Last: a gateway must receive the rejections and peer removals before its socket closes
+        # (the channel layer keeps per-channel order), or it would keep them while retrying.
+        _close_connections(event)

@@ -160,6 +160,12 @@ def update_resource(
         current.ip_stack = ip_stack
     with integrity_errors_as_validation(_CONSTRAINTS):
         current.save()
+    revoked: frozenset[Any] = frozenset()
+    if readdressed:
+        # Flows name the old address (or site's gateway): they end, clients ask again.
+        revoked = _revoke_authorizations(
+            current.account_id, resource_ids={current.pk}, reason="resource_readdressed"
+        )
     if readdressed or filters_changed:
         publish(
             AccessChanged(
@@ -168,6 +174,7 @@ def update_resource(
                 narrowed=readdressed,
                 filters_only=not readdressed,
                 resource_ids=frozenset({current.pk}),
+                authorization_ids=revoked,
             )
         )
     del old_site
