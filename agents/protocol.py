@@ -691,6 +691,8 @@ def parse_message(
         data = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"not JSON: {exc}") from exc
+    except RecursionError as exc:  # a deeply nested frame must not escape as a crash
+        raise ProtocolError("JSON nested too deeply") from exc
     if not isinstance(data, dict):
         raise ProtocolError("a message is a JSON object")
     mtype = data.get("type")

@@ -248,7 +248,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict[str, Any] = {
     "expire-authorizations": {"task": "policies.expire_authorizations", "schedule": 10.0},
     "sweep-stale-gateways": {"task": "gateways.sweep_stale_gateways", "schedule": 60.0},
-    "resync-static-devices": {"task": "gateways.resync_static_devices", "schedule": 900.0},
+    # Also how soon a static device's time-window condition takes effect at a window's edge.
+    "resync-static-devices": {"task": "gateways.resync_static_devices", "schedule": 60.0},
     "rotate-gateway-tokens": {"task": "gateways.rotate_gateway_tokens", "schedule": 3600.0},
     "delete-expired-tokens": {"task": "accounts.delete_expired_tokens", "schedule": 3600.0},
 }

@@ -125,13 +125,21 @@ def delete_site(site: Site) -> None:
         raise NotFound("No such site.")
     if current.resources.exists():
         raise ValidationFailed({"__all__": "Move or delete the site's resources first."})
-    gateway_ids = list(current.gateways.values_list("pk", flat=True))
     slots = list(current.gateways.values_list("address_id", flat=True))
     current.gateways.all().delete()
     TunnelAddress.objects.filter(pk__in=slots).delete()
+    # The site's connected gateways are told at once (after commit), not at their next heartbeat.
+    presence.send_on_commit(
+        [
+            presence.close(
+                presence.site_group(current.pk),
+                protocol.CloseCode.GATEWAY_REMOVED,
+                "the gateway's site was deleted",
+            )
+        ]
+    )
     current.delete()
     publish(AccessChanged(account_id=site.account_id, reason="site_deleted"))
-    del gateway_ids
 
 
 def issue_gateway_token(site: Site, *, name: str = "") -> account_services.IssuedToken:

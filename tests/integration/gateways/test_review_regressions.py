@@ -193,3 +193,23 @@ async def test_revoking_the_rotated_in_token_closes_the_gateway_using_it(
     )()
     await db(account_services.revoke_token)(successor)
     assert ("CLOSE", 4001) in types(await frames_until_quiet(gw))
+
+
+async def test_deleting_a_site_closes_its_gateways_at_once(
+    acme: Account, site: Site, token: str
+) -> None:
+    gw, init = await open_gateway(token)
+    assert init is not None
+    await db(services.delete_site)(site)
+    assert ("CLOSE", 4007) in types(await frames_until_quiet(gw))
+
+
+async def test_a_deeply_nested_frame_is_an_error_not_a_crash(token: str) -> None:
+    gw, init = await open_gateway(token)
+    assert init is not None
+    await gw.ws.send_to(text_data="[" * 100_000 + "]" * 100_000)
+    reply = await gw.receive()
+    assert reply["type"] == "error"
+    await gw.send({"type": "heartbeat"})
+    assert (await gw.receive_type("heartbeat_reply"))["type"] == "heartbeat_reply"
+    await gw.disconnect()
