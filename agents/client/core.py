@@ -23,13 +23,20 @@ Outputs are the same `Output` `(tun, udp)` tuples as the gateway core's; drops a
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 
-from agents.gateway.core import NOTHING, DeviceLike, Endpoint, Output
+from agents.gateway.core import (
+    NOTHING,
+    DeviceLike,
+    Endpoint,
+    Output,
+    network_batch_per_datagram,
+)
 from agents.net.packet import ICMPV4_ERROR_TYPES, PROTO_ICMP, PROTO_ICMPV6, PacketInfo, parse
 from agents.static_config import ClientGateway
+from agents.wireguard.device import Transmit
 
 DEFAULT_PERSISTENT_KEEPALIVE = 25
 _CACHE_LIMIT = 4096
@@ -211,6 +218,42 @@ class ClientCore:
         else:
             self.counters[DROPPED_UNEXPECTED] += 1
         return _tuple_new(Output, ((), transmits)) if transmits else NOTHING
+
+    def handle_network_batch(
+        self, datagrams: Sequence[bytes], source: Endpoint, now: float
+    ) -> Output:
+        """`handle_network_input` for many datagrams from one source (one Output for all, in
+        order; identical results, counters and device state)."""
+        decrypt_batch = getattr(self.device, "decrypt_batch", None)
+        if decrypt_batch is None:
+            return network_batch_per_datagram(self.handle_network_input, datagrams, source, now)
+        tun: list[bytes] = []
+        udp: list[Transmit] = []
+        counters = self.counters
+        gateways = self._gateways
+        expected = self._expected
+        forwarded = 0
+        for peer, packet, transmits, error in decrypt_batch(datagrams, source, now):
+            if transmits:
+                udp.extend(transmits)
+            if packet is None:
+                if error is not None:
+                    key = WIREGUARD_PREFIX + error
+                    counters[key] = counters.get(key, 0) + 1
+                continue
+            if peer not in gateways:
+                counters[DROPPED_UNKNOWN_GATEWAY] += 1
+                continue
+            info = parse(packet)
+            if info is None:
+                counters[DROPPED_MALFORMED] += 1
+            elif expected(packet, info, peer):
+                forwarded += 1
+                tun.append(packet)
+            else:
+                counters[DROPPED_UNEXPECTED] += 1
+        counters[FORWARDED_TO_TUN] += forwarded
+        return _tuple_new(Output, (tun, udp))
 
     def _expected(self, packet: bytes, info: PacketInfo, gateway: bytes | None) -> bool:
         if info.version == 4:

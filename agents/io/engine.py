@@ -54,6 +54,7 @@ class ConnlibCore(Protocol):
 
 
 RouteFn = Callable[[bytes, float], "bytes | None"]
+NetworkBatchFn = Callable[[list[bytes], Endpoint, float], Output]
 EncryptBatchFn = Callable[
     [bytes, list[bytes], float], "tuple[Endpoint | None, list[bytes], list[Transmit]]"
 ]
@@ -68,13 +69,16 @@ class CoreEngine:
     (``Device.encrypt_batch``), ``route``/``encrypt_batch`` are set and the offload driver
     routes a TSO super-packet once and seals all its segments in one call: every segment has the
     same addresses, protocol and ports, so one decision holds for all of them. Otherwise both
-    are None and every segment goes through ``on_tun``. A wrapper that shares the core with
+    are None and every segment goes through ``on_tun``. Likewise ``on_network_batch`` (the
+    core's ``handle_network_batch``) takes a whole receive round from one source; None means
+    per-datagram ``on_network`` calls. A wrapper that shares the core with
     other threads gets the fast path only by offering ``route`` and ``encrypt_batch`` itself
     (under its own lock).
     """
 
     route: RouteFn | None
     encrypt_batch: EncryptBatchFn | None
+    on_network_batch: NetworkBatchFn | None
 
     def __init__(self, core: ConnlibCore) -> None:
         self.core = core
@@ -82,6 +86,8 @@ class CoreEngine:
         self.on_tun: Callable[[bytes, float], Output] = core.handle_tun_input
         self.on_timeout: Callable[[float], Output] = core.handle_timeout
         self.poll_timeout: Callable[[], float | None] = core.poll_timeout
+        # Receive batches: one call per run of datagrams from one source (offload drivers).
+        self.on_network_batch: NetworkBatchFn | None = getattr(core, "handle_network_batch", None)
         route = getattr(core, "route", None)
         if route is None and hasattr(core, "gateway_for"):
             route = _client_route(core)
