@@ -13,9 +13,9 @@ Two threads share one `GatewayCore`:
   sends heartbeats, and reconnects with backoff when the socket goes away.
 
 The core is not thread-safe, so `SharedCore` puts one lock around every core call: the IO driver
-takes it per packet (uncontended, well under a microsecond), the portal thread takes it to apply
-a batch of commands - a revocation is effective for the very next packet, with no wake-up of the
-IO loop needed.
+takes it per packet, or per batch in the offload modes (uncontended, well under a microsecond),
+the portal thread takes it to apply a batch of commands - a revocation is effective for the very
+next packet (or batch), with no wake-up of the IO loop needed.
 
 While the portal is unreachable nothing changes in the data plane: authorizations stay until they
 expire (the firewall checks expiry per packet). A reconnect's ``init`` is diffed against what is
@@ -52,6 +52,7 @@ from agents import protocol as p
 from agents.gateway import portal_state as ps
 from agents.gateway.core import GatewayCore, Output
 from agents.net.filter import TUNNEL_IPV4, TUNNEL_IPV6
+from agents.wireguard.device import Transmit
 
 log = logging.getLogger("agents.gateway.portal")
 
@@ -285,6 +286,11 @@ def options_from_args(args: argparse.Namespace, env: dict[str, str] | os._Enviro
 # --- the shared core ---------------------------------------------------------------------------
 
 
+_EncryptBatch = Callable[
+    [bytes, list[bytes], float], tuple[Endpoint | None, list[bytes], list[Transmit]]
+]
+
+
 class SharedCore:
     """`GatewayCore` behind one lock, for the IO driver and the portal thread.
 
@@ -292,19 +298,59 @@ class SharedCore:
     2-core test machine); the core's methods are bound once so the wrapper does no lookups.
     """
 
-    __slots__ = ("_net", "_timeout", "_tun", "_wall_offset", "core", "lock")
+    __slots__ = (
+        "_encrypt",
+        "_net",
+        "_net_batch",
+        "_route",
+        "_timeout",
+        "_tun",
+        "_wall_offset",
+        "core",
+        "lock",
+    )
 
     def __init__(self, core: GatewayCore, wall_offset: Callable[[], float]) -> None:
         self.core = core
         self.lock = threading.Lock()
         self._wall_offset = wall_offset
         self._net = core.handle_network_input
+        self._net_batch = core.handle_network_batch
         self._tun = core.handle_tun_input
         self._timeout = core.handle_timeout
+        self._route = core.route
+        self._encrypt: _EncryptBatch | None = getattr(core.device, "encrypt_batch", None)
 
     def handle_network_input(self, data: bytes, source: Endpoint, now: float) -> Output:
         with self.lock:
             return self._net(data, source, now)
+
+    # The offload drivers' batch fast path (see agents/io/engine.py), one lock hold per batch.
+    # Between `route` and `encrypt_batch` the portal may revoke the flow; the segments of that
+    # one super-packet then still leave, as if read just before the revocation (a removed peer
+    # gets nothing: `encrypt_batch` drops packets for unknown peers).
+
+    def handle_network_batch(
+        self, datagrams: Sequence[bytes], source: Endpoint, now: float
+    ) -> Output:
+        with self.lock:
+            return self._net_batch(datagrams, source, now)
+
+    def route(self, packet: bytes, now: float) -> bytes | None:
+        with self.lock:
+            return self._route(packet, now)
+
+    def encrypt_batch(
+        self, public_key: bytes, packets: list[bytes], now: float
+    ) -> tuple[Endpoint | None, list[bytes], list[Transmit]]:
+        if self._encrypt is None:  # a device without the batch path: seal one by one
+            udp: list[Transmit] = []
+            with self.lock:
+                for packet in packets:
+                    udp.extend(self.core.device.encapsulate(public_key, packet, now))
+            return None, [], udp
+        with self.lock:
+            return self._encrypt(public_key, packets, now)
 
     def handle_tun_input(self, packet: bytes, now: float) -> Output:
         with self.lock:
