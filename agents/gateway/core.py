@@ -104,6 +104,9 @@ DROPPED_UNKNOWN_PEER = "dropped_unknown_peer"
 DROPPED_NO_ROUTE = "dropped_no_route"
 WIREGUARD_PREFIX = "wireguard: "  # + the device's error string
 
+# Smallest IPv4 total length `parse`'s fast path accepts per protocol (TCP, UDP, ICMP).
+_FLOW_MIN_LENGTH = {6: 40, 17: 28, 1: 28}
+
 _VERDICT_COUNTER = {
     DROP_SPOOFED: DROPPED_SPOOFED,
     DROP_MALFORMED: DROPPED_MALFORMED,
@@ -232,12 +235,32 @@ class GatewayCore:
         counters = self.counters
         decide = self.firewall.decide_parsed
         forwarded = 0
+        # The last forwarded plain IPv4 TCP/UDP/ICMP flow (peer, addresses + first 4 transport
+        # bytes, protocol): `parse` and `decide_parsed` are pure functions of those bytes, the
+        # length fields, the peer, `now` and the firewall, and the last three do not change
+        # within one batch, so a packet of the same flow that parses the same way (checked
+        # below exactly as `parse`'s fast path does) gets the same FORWARD.
+        last_peer: bytes | None = None
+        last_flow = b""
+        last_proto = last_min = 0
         for peer, packet, transmits, error in decrypt_batch(datagrams, source, now):
             if transmits:
                 udp.extend(transmits)
             if packet is None:
                 if error is not None:
                     self._count(WIREGUARD_PREFIX + error)
+                continue
+            if (
+                peer == last_peer
+                and packet[0] == 0x45
+                and packet.startswith(last_flow, 12)
+                and packet[9] == last_proto
+                and not packet[6] & 0x3F
+                and not packet[7]
+                and last_min <= ((packet[2] << 8) | packet[3]) <= len(packet)
+            ):
+                forwarded += 1
+                tun.append(packet)
                 continue
             info = parse(packet)
             if info is None:
@@ -247,6 +270,11 @@ class GatewayCore:
             if verdict is FORWARD:
                 forwarded += 1
                 tun.append(packet)
+                if packet[0] == 0x45 and info.protocol in _FLOW_MIN_LENGTH and not info.fragment:
+                    last_peer = peer
+                    last_flow = packet[12:24]
+                    last_proto = info.protocol
+                    last_min = _FLOW_MIN_LENGTH[last_proto]
                 continue
             counter = _VERDICT_COUNTER.get(verdict)
             if counter is not None:

@@ -741,7 +741,7 @@ class OffloadDriver(ThreadsDriver):
                     for pkt in tun:
                         self._coalescer.add_into(pkt, frames)
         if on_batch is not None:
-            add_into = self._coalescer.add_into
+            add_many = self._coalescer.add_many
             for source, datagrams in runs:
                 if lock is None:
                     tun, tx = on_batch(datagrams, source, now)
@@ -750,8 +750,8 @@ class OffloadDriver(ThreadsDriver):
                         tun, tx = on_batch(datagrams, source, now)
                 if tx:
                     tx_out.extend(tx)
-                for pkt in tun:
-                    add_into(pkt, frames)
+                if tun:
+                    add_many(tun, frames)
         self.stats.udp_rx += got
         frames.extend(self._coalescer.flush())
         if tx_out:

@@ -58,10 +58,21 @@ def data(transmits: list[Transmit] | tuple[Transmit, ...]) -> list[bytes]:
     return [t.data for t in transmits]
 
 
+def variant(packet: bytes, offset: int, value: int) -> bytes:
+    return packet[:offset] + bytes([value]) + packet[offset + 1 :]
+
+
 def inner_packets() -> list[bytes]:
-    """Forwarded, rejected (ICMP reply), rejected silently, spoofed and keepalive packets."""
+    """Forwarded, rejected (ICMP reply), rejected silently, spoofed and keepalive packets, and
+    packets that share a forwarded flow's addresses and ports but must not share its verdict."""
+    allowed = build.tcp(C4, WEB, 40000, 443, b"x" * 100)
     return [
-        build.tcp(C4, WEB, 40000, 443, b"x" * 100),
+        allowed,
+        variant(allowed, 7, 1),  # a TCP fragment at offset 8: malformed (RFC 1858)
+        variant(allowed, 6, 0x01),  # a later fragment of the same flow
+        variant(allowed, 9, 17),  # UDP with the same addresses and ports: rejected
+        variant(allowed, 2, 0x7F),  # total length beyond the packet: malformed
+        variant(allowed, 3, 39),  # a TCP total length below 40: malformed
         build.tcp(C6, WEB6, 40000, 443, b"y" * 33),
         build.icmp_echo(C4, WEB),
         build.tcp(C4, WEB, 40000, 22),  # reject with ICMP
