@@ -123,6 +123,13 @@ def segment(frame: bytes | bytearray | memoryview) -> list[bytes]:
         tcp_base += int.from_bytes(header[8:40], "big") % 0xFFFF
     payload = pkt[hdr_len:]
     total = len(payload)
+    # Payload sums are reduced by two folds at multiples of 16 bits (2**16 == 1 mod 0xFFFF, so
+    # the value mod 0xFFFF and its being zero are kept) before the final `%`: a long division
+    # by 0xFFFF costs ~4 ns per 30-bit digit, a shift and a mask far less.
+    k1 = (gso_size * 4) & ~15
+    k2 = (k1 >> 1) & ~15
+    m1 = (1 << k1) - 1
+    m2 = (1 << k2) - 1
     out: list[bytes] = []
     join = b"".join
     off = 0
@@ -151,6 +158,8 @@ def segment(frame: bytes | bytearray | memoryview) -> list[bytes]:
             if not n & 1
             else int.from_bytes(bytes(chunk) + b"\x00", "big")
         )
+        body = (body >> k1) + (body & m1)
+        body = (body >> k2) + (body & m2)
         csum = tcp_base + tcp_len + n + (s >> 16) + (s & 0xFFFF) + f + body
         _U16.pack_into(seg, ip_len + 16, ~_fold(csum) & 0xFFFF)
         out.append(join((seg, chunk)))
