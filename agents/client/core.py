@@ -176,25 +176,34 @@ class ClientCore:
 
     # --- data path ------------------------------------------------------------------------------
 
-    def handle_tun_input(self, packet: bytes, now: float) -> Output:
+    def route(self, packet: bytes, now: float) -> bytes | None:
+        """The gateway a TUN packet goes to (None: dropped, and counted why). For drivers that
+        batch the encryption themselves (`Device.encrypt_batch`); `handle_tun_input` does both
+        steps."""
         info = parse(packet)
         if info is None:
             self.counters[DROPPED_MALFORMED] += 1
-            return NOTHING
+            return None
         if info.version == 4:
             if self.ipv4 is not None and info.src != self.ipv4:
                 self.counters[DROPPED_BAD_SOURCE] += 1
-                return NOTHING
+                return None
             key = self._routes4.lookup(info.dst)
         else:
             if self.ipv6 is not None and info.src != self.ipv6:
                 self.counters[DROPPED_BAD_SOURCE] += 1
-                return NOTHING
+                return None
             key = self._routes6.lookup(info.dst)
         if key is None:
             self.counters[DROPPED_NO_ROUTE] += 1
-            return NOTHING
+            return None
         self.counters[FORWARDED_TO_GATEWAY] += 1
+        return key
+
+    def handle_tun_input(self, packet: bytes, now: float) -> Output:
+        key = self.route(packet, now)
+        if key is None:
+            return NOTHING
         return _tuple_new(Output, ((), self.device.encapsulate(key, packet, now)))
 
     def handle_network_input(self, data: bytes, source: Endpoint, now: float) -> Output:

@@ -10,7 +10,6 @@ IO-layer tests and benchmarks.
 from __future__ import annotations
 
 from collections.abc import Callable
-from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Protocol
 
 from .driver import Endpoint, Output
@@ -64,16 +63,16 @@ class CoreEngine:
     """A core's bound methods under the driver's names (zero per-packet overhead).
 
     Fast path: when the core can name the peer of a TUN packet without encrypting it
-    (``GatewayCore.route``; for ``ClientCore`` an equivalent built from its public
-    ``gateway_for`` and tunnel addresses) and its device seals many packets for one peer at once
+    (``GatewayCore.route``, ``ClientCore.route``: the decision and counters of
+    ``handle_tun_input``) and its device seals many packets for one peer at once
     (``Device.encrypt_batch``), ``route``/``encrypt_batch`` are set and the offload driver
     routes a TSO super-packet once and seals all its segments in one call: every segment has the
     same addresses, protocol and ports, so one decision holds for all of them. Otherwise both
     are None and every segment goes through ``on_tun``. Likewise ``on_network_batch`` (the
     core's ``handle_network_batch``) takes a whole receive round from one source; None means
-    per-datagram ``on_network`` calls. A wrapper that shares the core with
-    other threads gets the fast path only by offering ``route`` and ``encrypt_batch`` itself
-    (under its own lock).
+    per-datagram ``on_network`` calls. A wrapper that shares the core
+    with other threads gets the fast path only by offering ``route``, ``encrypt_batch`` and
+    ``handle_network_batch`` itself (under its own lock, as the portal's ``SharedCore`` does).
     """
 
     route: RouteFn | None
@@ -89,8 +88,6 @@ class CoreEngine:
         # Receive batches: one call per run of datagrams from one source (offload drivers).
         self.on_network_batch: NetworkBatchFn | None = getattr(core, "handle_network_batch", None)
         route = getattr(core, "route", None)
-        if route is None and hasattr(core, "gateway_for"):
-            route = _client_route(core)
         # A wrapper (e.g. a core behind a lock) may offer its own encrypt_batch; the device's
         # is only taken from a bare core, whose calls the driver already serializes.
         encrypt_batch = getattr(core, "encrypt_batch", None)
@@ -100,28 +97,3 @@ class CoreEngine:
             self.route, self.encrypt_batch = route, encrypt_batch
         else:
             self.route = self.encrypt_batch = None
-
-
-def _client_route(core: object) -> RouteFn | None:
-    """``ClientCore`` has no ``route(packet, now)`` yet: build it from its public parts with the
-    same checks as its ``handle_tun_input`` (our own source address, longest-prefix gateway)."""
-    from agents.client.core import ClientCore
-    from agents.net.packet import parse
-
-    if not isinstance(core, ClientCore):
-        return None
-    client = core
-
-    def route(packet: bytes, now: float) -> bytes | None:
-        info = parse(packet)
-        if info is None:
-            return None
-        if info.version == 4:
-            if client.ipv4 is not None and info.src != client.ipv4:
-                return None
-            return client.gateway_for(IPv4Address(info.dst))
-        if client.ipv6 is not None and info.src != client.ipv6:
-            return None
-        return client.gateway_for(IPv6Address(info.dst))
-
-    return route
