@@ -307,7 +307,7 @@ def delete_actor(actor: Actor) -> None:
     # addresses; then the actor's remaining flows are revoked while they still name the actor.
     from gateways import services as gateway_services
     from gateways.models import ClientDevice, TunnelAddress
-    from policies.models import Authorization
+    from policies import services as policy_services
 
     dynamic_slots: list[uuid.UUID] = []
     for device in ClientDevice.objects.for_account(actor.account_id).filter(actor=actor):
@@ -315,12 +315,8 @@ def delete_actor(actor: Actor) -> None:
             gateway_services.delete_device(device)
         else:
             dynamic_slots.append(device.address_id)
-    flows = Authorization.objects.for_account(actor.account_id).filter(
-        actor=actor, revoked_at__isnull=True
-    )
-    revoked = frozenset(flows.select_for_update().values_list("pk", flat=True))
-    Authorization.objects.filter(pk__in=revoked).update(
-        revoked_at=timezone.now(), revoke_reason="actor_deleted"
+    revoked = policy_services.revoke_authorizations(
+        actor.account_id, actor_ids={actor.pk}, reason="actor_deleted"
     )
     event = AccessChanged(
         account_id=actor.account_id,
@@ -490,7 +486,8 @@ def disable_auth_provider(provider: AuthProvider) -> None:
     policy that requires this provider (``provider_id is_in [..., this, ...]``) is revoked; a
     client that signed in elsewhere simply asks again and is re-evaluated.
     """
-    from policies.models import Authorization, Policy
+    from policies import services as policy_services
+    from policies.models import Policy
 
     now = timezone.now()
     AuthProvider.objects.filter(pk=provider.pk, account_id=provider.account_id).update(
@@ -507,12 +504,8 @@ def disable_auth_provider(provider: AuthProvider) -> None:
             for c in policy.conditions
         )
     ]
-    flows = Authorization.objects.for_account(provider.account_id).filter(
-        policy_id__in=needing, revoked_at__isnull=True
-    )
-    revoked = frozenset(flows.select_for_update().values_list("pk", flat=True))
-    Authorization.objects.filter(pk__in=revoked).update(
-        revoked_at=now, revoke_reason="provider_disabled"
+    revoked = policy_services.revoke_authorizations(
+        provider.account_id, policy_ids=needing, reason="provider_disabled"
     )
     publish(
         AccessChanged(

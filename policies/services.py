@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from django.db import transaction
@@ -18,7 +20,7 @@ from firezone_site.errors import (
 from firezone_site.events import AccessChanged, publish
 from gateways.models import Site
 from policies import evaluation, validation
-from policies.models import Policy, Resource
+from policies.models import Authorization, Policy, Resource
 
 _CONSTRAINTS = {
     "resource_name_unique": ("name", "A resource with this name already exists."),
@@ -148,7 +150,6 @@ def update_resource(
         or (ip_stack is not None and ip_stack != current.ip_stack)
     )
     filters_changed = filters_ != current.filters
-    old_site = current.site_id
     current.name = name_
     current.kind = current.kind if kind is None else kind
     current.address = address_
@@ -163,7 +164,7 @@ def update_resource(
     revoked: frozenset[Any] = frozenset()
     if readdressed:
         # Flows name the old address (or site's gateway): they end, clients ask again.
-        revoked = _revoke_authorizations(
+        revoked = revoke_authorizations(
             current.account_id, resource_ids={current.pk}, reason="resource_readdressed"
         )
     if readdressed or filters_changed:
@@ -177,7 +178,6 @@ def update_resource(
                 authorization_ids=revoked,
             )
         )
-    del old_site
     return current
 
 
@@ -190,7 +190,7 @@ def delete_resource(resource: Resource) -> None:
     )
     if current is None:
         raise NotFound("No such resource.")
-    revoked = _revoke_authorizations(
+    revoked = revoke_authorizations(
         current.account_id, resource_ids={current.pk}, reason="resource_deleted"
     )
     event = AccessChanged(
@@ -204,23 +204,34 @@ def delete_resource(resource: Resource) -> None:
     publish(event)
 
 
-def _revoke_authorizations(
-    account_id: Any,
+def revoke_authorizations(
+    account_id: uuid.UUID,
     *,
     reason: str,
-    resource_ids: set[Any] | None = None,
-    policy_ids: set[Any] | None = None,
-) -> frozenset[Any]:
-    """Revoke the matching active authorizations; returns their ids for the event."""
-    from policies.models import Authorization
+    resource_ids: Iterable[uuid.UUID] | None = None,
+    policy_ids: Iterable[uuid.UUID] | None = None,
+    actor_ids: Iterable[uuid.UUID] | None = None,
+    device_ids: Iterable[uuid.UUID] | None = None,
+) -> frozenset[uuid.UUID]:
+    """Revoke the account's active authorizations matching every given filter.
 
+    The one place flows end (the rows stay as the audit trail); returns the revoked ids so the
+    caller's event can tell the gateways. Runs in the caller's transaction.
+    """
     qs = Authorization.objects.for_account(account_id).filter(revoked_at__isnull=True)
     if resource_ids is not None:
         qs = qs.filter(resource_id__in=resource_ids)
     if policy_ids is not None:
         qs = qs.filter(policy_id__in=policy_ids)
+    if actor_ids is not None:
+        qs = qs.filter(actor_id__in=actor_ids)
+    if device_ids is not None:
+        qs = qs.filter(device_id__in=device_ids)
     ids = frozenset(qs.select_for_update().values_list("pk", flat=True))
-    Authorization.objects.filter(pk__in=ids).update(revoked_at=timezone.now(), revoke_reason=reason)
+    if ids:
+        Authorization.objects.filter(pk__in=ids).update(
+            revoked_at=timezone.now(), revoke_reason=reason[:64]
+        )
     return ids
 
 
@@ -283,17 +294,26 @@ def create_policy(
             conditions=canonical,
             description=(description or "").strip(),
         )
-    publish(
-        AccessChanged(
-            account_id=account.pk,
-            reason="policy_created",
-            narrowed=False,
-            group_ids=frozenset({group.pk}),
-            resource_ids=frozenset({resource.pk}),
-            policy_ids=frozenset({policy.pk}),
-        )
-    )
+    publish(_policy_event(policy, "policy_created", narrowed=False))
     return policy
+
+
+def _policy_event(
+    policy: Policy,
+    reason: str,
+    *,
+    narrowed: bool = True,
+    authorization_ids: frozenset[uuid.UUID] = frozenset(),
+) -> AccessChanged:
+    return AccessChanged(
+        account_id=policy.account_id,
+        reason=reason,
+        narrowed=narrowed,
+        group_ids=frozenset({policy.group_id}),
+        resource_ids=frozenset({policy.resource_id}),
+        policy_ids=frozenset({policy.pk}),
+        authorization_ids=authorization_ids,
+    )
 
 
 def _locked_policy(policy: Policy) -> Policy:
@@ -336,7 +356,7 @@ def update_policy(
     )
     revoked: frozenset[Any] = frozenset()
     if narrowed:
-        revoked = _revoke_authorizations(
+        revoked = revoke_authorizations(
             current.account_id, policy_ids={current.pk}, reason="policy_updated"
         )
     event = AccessChanged(
@@ -365,19 +385,10 @@ def disable_policy(policy: Policy) -> Policy:
     if current.disabled_at is None:
         current.disabled_at = timezone.now()
         current.save(update_fields=["disabled_at"])
-        revoked = _revoke_authorizations(
+        revoked = revoke_authorizations(
             current.account_id, policy_ids={current.pk}, reason="policy_disabled"
         )
-        publish(
-            AccessChanged(
-                account_id=current.account_id,
-                reason="policy_disabled",
-                group_ids=frozenset({current.group_id}),
-                resource_ids=frozenset({current.resource_id}),
-                policy_ids=frozenset({current.pk}),
-                authorization_ids=revoked,
-            )
-        )
+        publish(_policy_event(current, "policy_disabled", authorization_ids=revoked))
     return current
 
 
@@ -387,32 +398,16 @@ def enable_policy(policy: Policy) -> Policy:
     if current.disabled_at is not None:
         current.disabled_at = None
         current.save(update_fields=["disabled_at"])
-        publish(
-            AccessChanged(
-                account_id=current.account_id,
-                reason="policy_enabled",
-                narrowed=False,
-                group_ids=frozenset({current.group_id}),
-                resource_ids=frozenset({current.resource_id}),
-                policy_ids=frozenset({current.pk}),
-            )
-        )
+        publish(_policy_event(current, "policy_enabled", narrowed=False))
     return current
 
 
 @transaction.atomic
 def delete_policy(policy: Policy) -> None:
     current = _locked_policy(policy)
-    revoked = _revoke_authorizations(
+    revoked = revoke_authorizations(
         current.account_id, policy_ids={current.pk}, reason="policy_deleted"
     )
-    event = AccessChanged(
-        account_id=current.account_id,
-        reason="policy_deleted",
-        group_ids=frozenset({current.group_id}),
-        resource_ids=frozenset({current.resource_id}),
-        policy_ids=frozenset({current.pk}),
-        authorization_ids=revoked,
-    )
+    event = _policy_event(current, "policy_deleted", authorization_ids=revoked)
     current.delete()
     publish(event)
