@@ -205,14 +205,6 @@ def _parse_v6(packet: bytes | bytearray | memoryview, n: int) -> PacketInfo | No
     return _tuple_new(PacketInfo, (6, src, dst, nh, off, a, b, False, total))
 
 
-# --- addresses ---------------------------------------------------------------------------------
-
-
-def addr_bytes(version: int, addr: int) -> bytes:
-    """The wire form of an integer address."""
-    return addr.to_bytes(4 if version == 4 else 16, "big")
-
-
 # --- checksums ---------------------------------------------------------------------------------
 
 
