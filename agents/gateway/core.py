@@ -208,17 +208,7 @@ class GatewayCore:
         if counter is not None:
             self.counters[counter] += 1
             return _tuple_new(Output, ((), d.transmits)) if d.transmits else NOTHING
-        # REJECT: tell the client at once instead of letting its connection time out.
-        transmits = d.transmits
-        if peer is None or not self._icmp_allowed(peer, now):
-            self.counters[REJECTED_RATE_LIMITED] += 1
-            return _tuple_new(Output, ((), transmits)) if transmits else NOTHING
-        reply = admin_prohibited(packet)
-        if reply is None:
-            self.counters[REJECTED_SILENTLY] += 1
-        else:
-            self.counters[REJECTED_WITH_ICMP] += 1
-            transmits = transmits + self.device.encapsulate(peer, reply, now)
+        transmits = d.transmits + self._reject(peer, packet, now)
         return _tuple_new(Output, ((), transmits)) if transmits else NOTHING
 
     def handle_network_batch(
@@ -279,15 +269,8 @@ class GatewayCore:
             counter = _VERDICT_COUNTER.get(verdict)
             if counter is not None:
                 counters[counter] += 1
-            elif peer is None or not self._icmp_allowed(peer, now):
-                counters[REJECTED_RATE_LIMITED] += 1
             else:
-                reply = admin_prohibited(packet)
-                if reply is None:
-                    counters[REJECTED_SILENTLY] += 1
-                else:
-                    counters[REJECTED_WITH_ICMP] += 1
-                    udp.extend(self.device.encapsulate(peer, reply, now))
+                udp.extend(self._reject(peer, packet, now))
         counters[FORWARDED_TO_TUN] += forwarded
         return _tuple_new(Output, (tun, udp))
 
@@ -333,6 +316,19 @@ class GatewayCore:
         if expiry is None:
             return device
         return min(device, expiry)
+
+    def _reject(self, peer: bytes | None, packet: bytes, now: float) -> list[Transmit]:
+        """A REJECT verdict: tell the client at once instead of letting its connection time
+        out (within the ICMP budget). Counts the outcome; returns the reply's transmits."""
+        if peer is None or not self._icmp_allowed(peer, now):
+            self.counters[REJECTED_RATE_LIMITED] += 1
+            return []
+        reply = admin_prohibited(packet)
+        if reply is None:
+            self.counters[REJECTED_SILENTLY] += 1
+            return []
+        self.counters[REJECTED_WITH_ICMP] += 1
+        return self.device.encapsulate(peer, reply, now)
 
     def _icmp_allowed(self, peer: bytes, now: float) -> bool:
         # A token bucket per peer, like the kernel's icmp_ratelimit: a client hammering a closed
