@@ -83,13 +83,9 @@ class DatabaseChannelLayer(BaseChannelLayer):  # type: ignore[misc]
             self._conn = conn
         return self._conn
 
-    def _run(self, sql: str, params: Any = (), many: bool = False) -> list[Any]:
+    def _run(self, sql: str, params: Any = ()) -> list[Any]:
         with self._lock:
-            db = self._db()
-            if many:
-                db.executemany(sql, params)
-                return []
-            return db.execute(sql, params).fetchall()
+            return self._db().execute(sql, params).fetchall()
 
     def _take(self, channels: list[str]) -> list[tuple[str, str]]:
         now = time.time()

@@ -3,12 +3,9 @@ policy evaluation (``allowed_resources``)."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
-from typing import Any
 
 from django.db.models import QuerySet
 
@@ -17,16 +14,16 @@ from policies import evaluation
 from policies.models import Authorization, Policy, Resource
 
 
-@lru_cache(maxsize=4096)
-def _compiled(conditions_json: str) -> tuple[evaluation.Condition, ...]:
-    return evaluation.parse_conditions(json.loads(conditions_json))
-
-
-def compile_conditions(conditions: list[dict[str, Any]]) -> tuple[evaluation.Condition, ...]:
-    """Stored conditions were validated on write; compiled forms are cached by content."""
-    if not conditions:
-        return ()
-    return _compiled(json.dumps(conditions, sort_keys=True))
+def _rule(policy: Policy) -> evaluation.PolicyRule:
+    # Stored conditions were validated on write; compiled forms are cached by content.
+    return evaluation.PolicyRule(
+        policy_id=policy.pk,
+        group_id=policy.group_id,
+        resource_id=policy.resource_id,
+        conditions=evaluation.parse_conditions_cached(policy.conditions)
+        if policy.conditions
+        else (),
+    )
 
 
 def group_ids_of(actor: Actor) -> frozenset[uuid.UUID]:
@@ -64,22 +61,10 @@ def allowed_resources(
         Policy.objects.for_account(actor.account_id)
         .filter(group_id__in=group_ids, disabled_at__isnull=True)
         .select_related("resource")
-        .only(
-            "id",
-            "group_id",
-            "resource_id",
-            "conditions",
-            "resource__id",
-            "resource__name",
-            "resource__kind",
-            "resource__address",
-            "resource__site_id",
-            "resource__filters",
-            "resource__ip_stack",
-            "resource__account_id",
-            "resource__address_description",
-            "resource__created_at",
-        )
+        .defer("description")
+        # The evaluator picks the first of equally long grants: a stable order keeps that
+        # choice (and so the recorded policy) the same from one call to the next.
+        .order_by("id")
     )
     if resource_ids is not None:
         policies = policies.filter(resource_id__in=resource_ids)
@@ -91,14 +76,7 @@ def allowed_resources(
         if entry is None:
             entry = (policy.resource, [])
             by_resource[policy.resource_id] = entry
-        entry[1].append(
-            evaluation.PolicyRule(
-                policy_id=policy.pk,
-                group_id=policy.group_id,
-                resource_id=policy.resource_id,
-                conditions=compile_conditions(policy.conditions),
-            )
-        )
+        entry[1].append(_rule(policy))
     allowed: list[AllowedResource] = []
     for resource, rules in by_resource.values():
         decision = evaluation.evaluate(group_ids, rules, context)
@@ -116,15 +94,10 @@ def evaluate_access(
         return evaluation.Decision(allowed=False, policy_id=None, violated=(), expires_at=None)
     group_ids = group_ids_of(actor)
     rules = [
-        evaluation.PolicyRule(
-            policy_id=p.pk,
-            group_id=p.group_id,
-            resource_id=p.resource_id,
-            conditions=compile_conditions(p.conditions),
-        )
-        for p in Policy.objects.for_account(actor.account_id).filter(
-            resource_id=resource.pk, disabled_at__isnull=True
-        )
+        _rule(p)
+        for p in Policy.objects.for_account(actor.account_id)
+        .filter(resource_id=resource.pk, disabled_at__isnull=True)
+        .order_by("id")
     ]
     return evaluation.evaluate(group_ids, rules, context)
 
