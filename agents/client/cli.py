@@ -23,8 +23,9 @@ from pyroute2 import IPRoute
 
 from agents.client.core import ClientCore, GatewayInfo
 from agents.io import driver as drv
-from agents.io.runtime import DEFAULT_IO_MODE, DataPlaneSpec, configure_logging, serve, wall_offset
+from agents.io.runtime import DEFAULT_IO_MODE, DataPlaneSpec, serve, wall_offset
 from agents.io.tun import Interface, Network, validate_name
+from agents.logging import configure as configure_logging
 from agents.static_config import ClientConfig, ConfigError, load_client_config
 from agents.wireguard.device import Device
 
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(args.log_json, args.log_level)
+    configure_logging(json_logs=args.log_json, level=args.log_level)
     if args.ifname:
         try:
             validate_name(args.ifname)

@@ -16,8 +16,9 @@ from ipaddress import IPv4Interface, IPv6Interface
 
 from agents.gateway.core import GatewayCore, apply_static_config
 from agents.io import driver as drv
-from agents.io.runtime import DEFAULT_IO_MODE, DataPlaneSpec, configure_logging, serve, wall_offset
+from agents.io.runtime import DEFAULT_IO_MODE, DataPlaneSpec, serve, wall_offset
 from agents.io.tun import Interface, Network, validate_name
+from agents.logging import configure as configure_logging
 from agents.net.filter import TUNNEL_IPV4, TUNNEL_IPV6
 from agents.static_config import ConfigError, GatewayConfig, load_gateway_config
 from agents.wireguard.device import Device
@@ -48,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return portal_main(raw)
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(args.log_json, args.log_level)
+    configure_logging(json_logs=args.log_json, level=args.log_level)
     if args.ifname:
         try:
             validate_name(args.ifname)

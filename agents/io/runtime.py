@@ -9,12 +9,9 @@ the core before calling ``serve`` (static mode) or live while it runs (portal mo
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
-import json
 import logging
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -134,53 +131,3 @@ def host_routes(
     addresses: Sequence[ipaddress.IPv4Address | ipaddress.IPv6Address],
 ) -> list[Network]:
     return [ipaddress.ip_network(a) for a in addresses]
-
-
-# -- logging -----------------------------------------------------------------------------------
-
-_STD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line; ``extra={...}`` fields become top-level keys."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, Any] = {
-            "ts": round(record.created, 3),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        for key, value in vars(record).items():
-            if key not in _STD_ATTRS and not key.startswith("_"):
-                doc[key] = value
-        if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
-        return json.dumps(doc, default=str)
-
-
-class KeyValueFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        extras = " ".join(
-            f"{k}={v}"
-            for k, v in vars(record).items()
-            if k not in _STD_ATTRS and not k.startswith("_")
-        )
-        line = f"{record.levelname.lower():<7} {record.name}: {record.getMessage()}"
-        if extras:
-            line += " " + extras
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
-        return line
-
-
-def configure_logging(json_logs: bool = False, level: str = "info") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if json_logs else KeyValueFormatter())
-    root = logging.getLogger()
-    for h in list(root.handlers):
-        root.removeHandler(h)
-    root.addHandler(handler)
-    root.setLevel(level.upper())
-    with contextlib.suppress(Exception):
-        logging.getLogger("pyroute2").setLevel(logging.WARNING)
