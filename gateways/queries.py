@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address
 
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 
 from accounts.models import Account, Membership
 from agents import protocol
@@ -90,8 +90,6 @@ def authorizations_by_gateway(
 
 
 def gateway_load(site_id: uuid.UUID, account_id: uuid.UUID) -> QuerySet[Gateway]:
-    from django.db.models import Count
-
     return (
         Gateway.objects.for_account(account_id)
         .filter(site_id=site_id, online=True)
@@ -172,7 +170,7 @@ def static_peer(
     )
 
 
-def static_peers_of_gateway(gateway: Gateway) -> list[protocol.StaticPeer]:
+def static_peers_of_gateway(gateway: Gateway, secret: bytes) -> list[protocol.StaticPeer]:
     assignments = list(
         StaticDeviceAssignment.objects.for_account(gateway.account_id)
         .filter(gateway_id=gateway.pk, device__disabled_at__isnull=True)
@@ -181,7 +179,6 @@ def static_peers_of_gateway(gateway: Gateway) -> list[protocol.StaticPeer]:
     )
     if not assignments:
         return []
-    secret = key_secret(gateway.account_id)
     resources = assignment_resources(gateway.account_id, assignments)
     return [static_peer(a.device, gateway.pk, resources[a.pk], secret) for a in assignments]
 
@@ -223,7 +220,7 @@ def init_message(gateway: Gateway, now: datetime) -> protocol.Init:
         gateway_id=gateway.pk,
         ipv4=IPv4Address(gateway.ipv4),
         ipv6=IPv6Address(gateway.ipv6),
-        static_peers=tuple(static_peers_of_gateway(gateway)),
+        static_peers=tuple(static_peers_of_gateway(gateway, secret)),
         authorizations=tuple(a for a in wire if a is not None),
         relays=(),
         heartbeat_interval_s=protocol.HEARTBEAT_INTERVAL_S,
