@@ -9,7 +9,6 @@ the core before calling ``serve`` (static mode) or live while it runs (portal mo
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import signal
 import threading
@@ -125,9 +124,3 @@ def serve(core: ConnlibCore, spec: DataPlaneSpec, stop: threading.Event | None =
             sock.close()
         if driver is not None:
             driver.close()
-
-
-def host_routes(
-    addresses: Sequence[ipaddress.IPv4Address | ipaddress.IPv6Address],
-) -> list[Network]:
-    return [ipaddress.ip_network(a) for a in addresses]
