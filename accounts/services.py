@@ -618,8 +618,9 @@ def use_token(secret: str, *, kind: str, remote_ip: str | None = None) -> Token 
         except ValueError:
             ip = None
     Token.objects.filter(pk=token.pk).update(last_used_at=now, last_used_ip=ip)
-    # The successor's first use ends its predecessor's grace period.
-    Token.objects.filter(replaced_by=token, revoked_at__isnull=True).update(revoked_at=now)
+    if token.kind == Token.Kind.GATEWAY:  # only gateway tokens rotate
+        # The successor's first use ends its predecessor's grace period.
+        Token.objects.filter(replaced_by=token, revoked_at__isnull=True).update(revoked_at=now)
     return token
 
 
