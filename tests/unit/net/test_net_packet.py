@@ -22,21 +22,12 @@ from agents.net.packet import (
     transport_checksum,
 )
 
+from .reference import naive_checksum
+
 C4 = "100.64.0.2"
 R4 = "10.0.0.5"
 C6 = "fd00:2021:1111::2"
 R6 = "2001:db8::5"
-
-
-def naive_checksum(data: bytes) -> int:
-    """RFC 1071 the slow, obvious way, to check the fast implementation against."""
-    if len(data) % 2:
-        data += b"\x00"
-    total = 0
-    for (word,) in struct.iter_unpack("!H", data):
-        total += word
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def pseudo(src: str, dst: str, proto: int, length: int) -> bytes:
