@@ -22,8 +22,7 @@ from ipaddress import IPv4Interface, IPv6Interface, ip_address
 from pyroute2 import IPRoute
 
 from agents.client.core import ClientCore, GatewayInfo
-from agents.io import driver as drv
-from agents.io.runtime import DEFAULT_IO_MODE, DataPlaneSpec, serve, wall_offset
+from agents.io.runtime import DataPlaneSpec, add_runtime_arguments, serve, wall_offset
 from agents.io.tun import Interface, Network, validate_name
 from agents.logging import configure as configure_logging
 from agents.static_config import ClientConfig, ConfigError, load_client_config
@@ -37,15 +36,7 @@ Endpoint = tuple[str, int]
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="firezone-client", description="Firezone headless client")
     p.add_argument("--static-config", metavar="FILE", help="TOML file with gateways and resources")
-    p.add_argument(
-        "--io-mode",
-        choices=drv.MODES,
-        default=DEFAULT_IO_MODE,
-        help=f"data plane IO structure (default: {DEFAULT_IO_MODE}, the fastest measured)",
-    )
-    p.add_argument("--ifname", help="TUN device name (default: generated, fz + random hex)")
-    p.add_argument("--log-json", action="store_true", help="one JSON object per log line")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_runtime_arguments(p)
     return p
 
 

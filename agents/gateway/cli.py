@@ -15,8 +15,7 @@ from collections.abc import Sequence
 from ipaddress import IPv4Interface, IPv6Interface
 
 from agents.gateway.core import GatewayCore, apply_static_config
-from agents.io import driver as drv
-from agents.io.runtime import DEFAULT_IO_MODE, DataPlaneSpec, serve, wall_offset
+from agents.io.runtime import DataPlaneSpec, add_runtime_arguments, serve, wall_offset
 from agents.io.tun import Interface, Network, validate_name
 from agents.logging import configure as configure_logging
 from agents.net.filter import TUNNEL_IPV4, TUNNEL_IPV6
@@ -29,15 +28,7 @@ log = logging.getLogger("agents.gateway")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="firezone-gateway", description="Firezone gateway agent")
     p.add_argument("--static-config", metavar="FILE", help="TOML file with peers and resources")
-    p.add_argument(
-        "--io-mode",
-        choices=drv.MODES,
-        default=DEFAULT_IO_MODE,
-        help=f"data plane IO structure (default: {DEFAULT_IO_MODE}, the fastest measured)",
-    )
-    p.add_argument("--ifname", help="TUN device name (default: generated, fz + random hex)")
-    p.add_argument("--log-json", action="store_true", help="one JSON object per log line")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_runtime_arguments(p)
     return p
 
 

@@ -186,8 +186,7 @@ def parse_endpoint(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from agents.io import driver as drv
-    from agents.io.runtime import DEFAULT_IO_MODE
+    from agents.io.runtime import add_runtime_arguments
 
     parser = argparse.ArgumentParser(
         prog="firezone-gateway",
@@ -203,24 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--listen-port", type=int, default=DEFAULT_LISTEN_PORT, help="WireGuard UDP port (51820)"
     )
     parser.add_argument(
-        "--io-mode",
-        choices=drv.MODES,
-        default=DEFAULT_IO_MODE,
-        help=f"data plane IO structure (default: {DEFAULT_IO_MODE})",
-    )
-    parser.add_argument(
         "--state-dir",
         type=Path,
         default=Path(DEFAULT_STATE_DIR),
         help=f"private key, rotated token, external id (default: {DEFAULT_STATE_DIR})",
     )
-    parser.add_argument("--ifname", help="TUN device name (default: generated)")
-    parser.add_argument("--log-json", action="store_true", help="one JSON object per log line")
-    parser.add_argument(
-        "--log-level",
-        default=os.environ.get("FIREZONE_LOG_LEVEL", "info"),
-        choices=["debug", "info", "warning", "error"],
-    )
+    add_runtime_arguments(parser, log_level_default=os.environ.get("FIREZONE_LOG_LEVEL", "info"))
     return parser
 
 

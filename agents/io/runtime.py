@@ -9,6 +9,7 @@ the core before calling ``serve`` (static mode) or live while it runs (portal mo
 
 from __future__ import annotations
 
+import argparse
 import logging
 import signal
 import threading
@@ -44,6 +45,23 @@ class DataPlaneSpec:
     nft_table: str | None = None
     on_ready: Callable[[TunDevice], None] | None = None
     extra_log: dict[str, Any] = field(default_factory=dict)
+
+
+def add_runtime_arguments(
+    parser: argparse.ArgumentParser, *, log_level_default: str = "info"
+) -> None:
+    """The flags every agent CLI shares: IO mode, device name, log format and level."""
+    parser.add_argument(
+        "--io-mode",
+        choices=drv.MODES,
+        default=DEFAULT_IO_MODE,
+        help=f"data plane IO structure (default: {DEFAULT_IO_MODE}, the fastest measured)",
+    )
+    parser.add_argument("--ifname", help="TUN device name (default: generated, fz + random hex)")
+    parser.add_argument("--log-json", action="store_true", help="one JSON object per log line")
+    parser.add_argument(
+        "--log-level", default=log_level_default, choices=["debug", "info", "warning", "error"]
+    )
 
 
 def wall_offset() -> float:

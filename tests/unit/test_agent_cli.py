@@ -8,6 +8,7 @@ import pytest
 
 from agents.client import cli as client_cli
 from agents.gateway import cli as gateway_cli
+from agents.gateway import portal as gateway_portal
 from agents.io.driver import MODES
 from agents.io.runtime import DEFAULT_IO_MODE
 
@@ -16,6 +17,15 @@ def test_the_default_io_mode_is_a_known_mode() -> None:
     assert DEFAULT_IO_MODE in MODES
     assert gateway_cli.build_parser().parse_args([]).io_mode == DEFAULT_IO_MODE
     assert client_cli.build_parser().parse_args([]).io_mode == DEFAULT_IO_MODE
+    portal_args = gateway_portal.build_parser().parse_args(["--portal-url", "http://p"])
+    assert portal_args.io_mode == DEFAULT_IO_MODE
+
+
+def test_portal_mode_rejects_an_unknown_io_mode(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        gateway_cli.main(["--portal-url", "http://p", "--io-mode", "turbo"])
+    assert exc.value.code == 2
+    assert "turbo" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("main", [gateway_cli.main, client_cli.main])
