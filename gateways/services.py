@@ -42,6 +42,7 @@ from gateways.models import (
 )
 from policies import evaluation
 from policies import queries as policy_queries
+from policies import services as policy_services
 from policies.models import Authorization, Policy
 
 log = logging.getLogger(__name__)
@@ -489,15 +490,6 @@ def _locked_static_device(device: ClientDevice) -> ClientDevice:
     return current
 
 
-def _revoke_device_authorizations(device: ClientDevice, reason: str) -> frozenset[uuid.UUID]:
-    qs = Authorization.objects.for_account(device.account_id).filter(
-        device_id=device.pk, revoked_at__isnull=True
-    )
-    ids = frozenset(qs.select_for_update().values_list("pk", flat=True))
-    Authorization.objects.filter(pk__in=ids).update(revoked_at=timezone.now(), revoke_reason=reason)
-    return ids
-
-
 @transaction.atomic
 def disable_device(device: ClientDevice) -> ClientDevice:
     """Disable a static device: gateways drop it at once; its config stops working."""
@@ -506,7 +498,9 @@ def disable_device(device: ClientDevice) -> ClientDevice:
         current.disabled_at = timezone.now()
         current.save(update_fields=["disabled_at"])
         _sync_device(current)
-        revoked = _revoke_device_authorizations(current, "device_disabled")
+        revoked = policy_services.revoke_authorizations(
+            current.account_id, device_ids={current.pk}, reason="device_disabled"
+        )
         publish(
             AccessChanged(
                 account_id=current.account_id,
@@ -537,7 +531,9 @@ def delete_device(device: ClientDevice) -> None:
         for a in StaticDeviceAssignment.objects.filter(device_id=current.pk)
         if a.gateway_id is not None
     ]
-    revoked = _revoke_device_authorizations(current, "device_deleted")
+    revoked = policy_services.revoke_authorizations(
+        current.account_id, device_ids={current.pk}, reason="device_deleted"
+    )
     slot_id = current.address_id
     event = AccessChanged(
         account_id=current.account_id,

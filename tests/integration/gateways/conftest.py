@@ -4,17 +4,24 @@ real ASGI application (Channels routing, Redis channel layer, PostgreSQL)."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.utils import timezone
 
-from accounts.models import Account
+from accounts import services as account_services
+from accounts.models import Account, Actor, Group
 from gateways import services
-from gateways.models import Site
+from gateways.models import ClientDevice, Site
+from policies import services as policy_services
+from policies.models import Authorization, Policy, Resource
 
 
 def new_key() -> str:
@@ -140,6 +147,83 @@ async def connected(token: str) -> AsyncIterator[tuple[Gateway, dict[str, Any]]]
 
 
 db = database_sync_to_async
+
+
+# --- access and flows ------------------------------------------------------------------------
+
+
+def dynamic_device(actor: Actor) -> ClientDevice:
+    addresses = services.allocate_tunnel_address(actor.account_id)
+    return ClientDevice.objects.create(
+        account_id=actor.account_id,
+        actor=actor,
+        external_id=str(uuid.uuid4()),
+        name="laptop",
+        public_key=new_key(),
+        address=addresses.slot,
+        ipv4=addresses.ipv4,
+        ipv6=addresses.ipv6,
+    )
+
+
+def authorize(policy: Policy, actor: Actor, gateway_id: str) -> Authorization:
+    resource = policy.resource
+    return Authorization.objects.create(
+        account_id=actor.account_id,
+        actor=actor,
+        device=dynamic_device(actor),
+        resource=resource,
+        policy=policy,
+        gateway_id=gateway_id,
+        actor_email=actor.email,
+        resource_name=resource.name,
+        resource_address=resource.address,
+        expires_at=timezone.now() + timedelta(hours=1),
+    )
+
+
+def setup_access(
+    acme: Account, site: Site, bob: Actor, cidr: str = "10.1.0.0/24"
+) -> tuple[Group, Resource, Policy]:
+    group = account_services.create_group(acme, name="Engineering")
+    account_services.add_member(group, bob)
+    resource = policy_services.create_resource(
+        acme,
+        name="LAN",
+        kind="cidr",
+        address=cidr,
+        site=site,
+        filters=[{"protocol": "tcp", "ports": ["22"]}],
+    )
+    policy = policy_services.create_policy(acme, group=group, resource=resource)
+    return group, resource, policy
+
+
+@dataclass
+class Flow:
+    """A connected gateway holding one authorization (made by :func:`gateway_with_flow`)."""
+
+    gateway: Gateway
+    init: dict[str, Any]
+    group: Group
+    resource: Resource
+    policy: Policy
+    auth: Authorization
+
+
+async def gateway_with_flow(acme: Account, site: Site, actor: Actor, token: str) -> Flow:
+    """Give ``actor`` access to a cidr resource of ``site``, connect a gateway with ``token`` and
+    authorize one flow of the actor on it."""
+    group, resource, policy = await db(setup_access)(acme, site, actor)
+    gateway, init = await open_gateway(token)
+    assert init is not None
+    auth = await db(authorize)(policy, actor, init["gateway_id"])
+    return Flow(gateway, init, group, resource, policy, auth)
+
+
+async def is_revoked(auth: Authorization) -> bool:
+    row = await db(Authorization.objects.get)(pk=auth.pk)
+    return row.revoked_at is not None
 
 
 @pytest.fixture(autouse=True)

@@ -16,8 +16,9 @@ from firezone_site.errors import ValidationFailed
 from gateways import configs, queries, services
 from gateways.models import ClientDevice, Gateway, Site, StaticDeviceAssignment
 from policies import services as policy_services
+from policies.models import Authorization
 
-from .conftest import db, new_key, open_gateway, ws_path
+from .conftest import db, gateway_with_flow, new_key, open_gateway, ws_path
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -256,6 +257,48 @@ async def test_disabling_and_deleting_a_device_remove_it_from_its_gateway(
         lambda: ClientDevice.objects.for_account(acme).filter(pk=registered.device.pk).exists()
     )()
     await gateway.disconnect()
+
+
+async def test_disabling_or_deleting_a_device_revokes_only_that_devices_flows(
+    acme: Account, site: Site, bob: Actor, token: str
+) -> None:
+    flow = await gateway_with_flow(acme, site, bob, token)  # bob's other (dynamic) device
+    registered = await db(services.register_static_device)(bob, name="phone")
+    await flow.gateway.receive_type("add_static_peer")
+
+    def authorize_phone() -> Authorization:
+        return Authorization.objects.create(
+            account=acme,
+            actor=bob,
+            device=registered.device,
+            resource=flow.resource,
+            policy=flow.policy,
+            gateway_id=flow.init["gateway_id"],
+        )
+
+    def reasons() -> dict[uuid.UUID, str]:
+        rows = Authorization.objects.for_account(acme).filter(revoked_at__isnull=False)
+        return dict(rows.values_list("pk", "revoke_reason"))
+
+    disabled_flow = await db(authorize_phone)()
+    await db(services.disable_device)(registered.device)
+    await flow.gateway.receive_type("remove_static_peer")
+    rejected = await flow.gateway.receive_type("reject_access")
+    assert rejected["authorization_ids"] == [str(disabled_flow.pk)]
+    assert await db(reasons)() == {disabled_flow.pk: "device_disabled"}
+
+    await db(services.enable_device)(registered.device)
+    await flow.gateway.receive_type("add_static_peer")
+    deleted_flow = await db(authorize_phone)()
+    await db(services.delete_device)(registered.device)
+    await flow.gateway.receive_type("remove_static_peer")
+    rejected = await flow.gateway.receive_type("reject_access")
+    assert rejected["authorization_ids"] == [str(deleted_flow.pk)]
+    assert await db(reasons)() == {
+        disabled_flow.pk: "device_disabled",
+        deleted_flow.pk: "device_deleted",
+    }
+    await flow.gateway.disconnect()
 
 
 async def test_readdressing_a_resource_changes_the_config_version(
