@@ -229,14 +229,22 @@ def form_page(
     cancel_url: str,
     nav: str,
     submit_label: str = "Save",
+    template: str = "ui/_form_page.html",
+    extra: dict[str, Any] | None = None,
 ) -> HttpResponse:
     # 422 tells htmx-boosted forms the swap carries errors; browsers render it like a 200.
     status = 422 if form.is_bound and form.errors else 200
     return render_page(
         request,
         ui,
-        "ui/_form_page.html",
-        {"form": form, "title": title, "cancel_url": cancel_url, "submit_label": submit_label},
+        template,
+        {
+            "form": form,
+            "title": title,
+            "cancel_url": cancel_url,
+            "submit_label": submit_label,
+            **(extra or {}),
+        },
         nav=nav,
         status=status,
     )

@@ -21,6 +21,7 @@ from firezone_site.ui import (
     admin_required,
     apply_errors,
     confirm_page,
+    form_page,
     get_or_404,
     list_context,
     paginate,
@@ -90,19 +91,15 @@ def _resource_form_page(
     cancel_url: str,
     submit_label: str = "Save",
 ) -> HttpResponse:
-    status = 422 if form.is_bound and form.errors else 200
-    return render_page(
+    return form_page(
         request,
         ui,
-        "policies/resource_form.html",
-        {
-            "form": form,
-            "title": title,
-            "cancel_url": cancel_url,
-            "submit_label": submit_label,
-        },
+        form,
+        title=title,
+        cancel_url=cancel_url,
+        submit_label=submit_label,
+        template="policies/resource_form.html",
         nav="resources",
-        status=status,
     )
 
 
@@ -300,20 +297,16 @@ def _policy_form_page(
     cancel_url: str,
     submit_label: str = "Save",
 ) -> HttpResponse:
-    status = 422 if form.is_bound and form.errors else 200
-    return render_page(
+    return form_page(
         request,
         ui,
-        "policies/policy_form.html",
-        {
-            "form": form,
-            "title": title,
-            "cancel_url": cancel_url,
-            "submit_label": submit_label,
-            "time_zones": _time_zones(),
-        },
+        form,
+        title=title,
+        cancel_url=cancel_url,
+        submit_label=submit_label,
+        template="policies/policy_form.html",
         nav="policies",
-        status=status,
+        extra={"time_zones": _time_zones()},
     )
 
 
