@@ -87,7 +87,17 @@ def group_new(request: HttpRequest, ui: UI) -> HttpResponse:
 
 @admin_required
 def group_detail(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
-    group = get_or_404(_groups(ui), pk)
+    return _group_detail_page(request, ui, get_or_404(_groups(ui), pk))
+
+
+def _group_detail_page(
+    request: HttpRequest,
+    ui: UI,
+    group: Group,
+    add_form: forms.AddMemberForm | None = None,
+    set_form: forms.SetMembersForm | None = None,
+) -> HttpResponse:
+    """The group page; with a bound member form it re-renders that form's errors (422)."""
     q = request.GET.get("q", "").strip()
     members = search(
         Membership.objects.for_account(ui.account).filter(group=group).select_related("actor"),
@@ -105,41 +115,11 @@ def group_detail(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
             page,
             group=group,
             policies=policies,
-            add_form=forms.AddMemberForm(),
-            set_form=forms.SetMembersForm(),
-        ),
-        nav="groups",
-    )
-
-
-def _group_detail_with_errors(
-    request: HttpRequest,
-    ui: UI,
-    group: Group,
-    add_form: forms.AddMemberForm | None = None,
-    set_form: forms.SetMembersForm | None = None,
-) -> HttpResponse:
-    members = (
-        Membership.objects.for_account(ui.account)
-        .filter(group=group)
-        .select_related("actor")
-        .order_by("actor__name")
-    )
-    page = paginate(request, members)
-    return render_page(
-        request,
-        ui,
-        "accounts/group_detail.html",
-        list_context(
-            request,
-            page,
-            group=group,
-            policies=group.policies.select_related("resource").order_by("resource__name")[:50],
             add_form=add_form or forms.AddMemberForm(),
             set_form=set_form or forms.SetMembersForm(),
         ),
         nav="groups",
-        status=422,
+        status=422 if add_form is not None or set_form is not None else 200,
     )
 
 
@@ -225,7 +205,7 @@ def group_member_add(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
             else:
                 messages.success(request, f"{actor.name} added to {group.name}.")
                 return redirect("group_detail", group.pk)
-    return _group_detail_with_errors(request, ui, group, add_form=form)
+    return _group_detail_page(request, ui, group, add_form=form)
 
 
 @admin_required
@@ -247,7 +227,7 @@ def group_members_set(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
             else:
                 messages.success(request, f"{group.name} now has {len(found)} members.")
                 return redirect("group_detail", group.pk)
-    return _group_detail_with_errors(request, ui, group, set_form=form)
+    return _group_detail_page(request, ui, group, set_form=form)
 
 
 @admin_required
