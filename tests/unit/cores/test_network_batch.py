@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agents.client.core import ClientCore, GatewayInfo
-from agents.gateway.core import GatewayCore, Output
+from agents.gateway.core import ICMP_BURST, GatewayCore, Output
 from agents.net import build
 from agents.net.filter import Filter, PortRange, ResourceRule
 from agents.wireguard import Device, Transmit
@@ -262,6 +262,26 @@ def test_a_rejected_packet_in_a_batch_is_answered_between_its_neighbours() -> No
     assert list(got.udp) == [t for o in expected for t in o.udp]
     assert list(got.tun) == [p for o in expected for p in o.tun]
     assert got.udp, "the rejected packet must produce an ICMP reply"
+
+
+def test_a_batch_spends_the_icmp_reply_budget_like_per_datagram_calls() -> None:
+    cl = Device(key("cl"), rng=rng("cl-budget"))
+    gw_pub = Device(key("gw")).public_key
+    cl.add_peer(gw_pub, endpoint=GW_EP)
+    closed_port = build.tcp(C4, WEB, 40000, 22)
+    single, batched = gateway(), gateway()
+    (init,) = cl.encapsulate(gw_pub, closed_port, NOW)
+    response = single.handle_network_input(init.data, CL_EP, NOW).udp
+    assert batched.handle_network_input(init.data, CL_EP, NOW).udp == response
+    seq = [t.data for r in response for t in cl.decapsulate(r.data, GW_EP, NOW).transmits]
+    for _ in range(int(ICMP_BURST) + 20):
+        seq.extend(data(cl.encapsulate(gw_pub, closed_port, NOW + 1)))
+    expected = [single.handle_network_input(d, CL_EP, NOW + 1) for d in seq]
+    got = batched.handle_network_batch(seq, CL_EP, NOW + 1)
+    assert list(got.udp) == [t for o in expected for t in o.udp]
+    assert batched.counters == single.counters
+    assert batched.counters["rejected_icmp"] == ICMP_BURST
+    assert batched.counters["rejected_rate_limited"] == len(seq) - ICMP_BURST > 0
 
 
 def test_device_decrypt_batch_yields_what_decapsulate_returns() -> None:
