@@ -7,7 +7,7 @@ from typing import Any
 from zoneinfo import available_timezones
 
 from django.contrib import messages
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
@@ -512,16 +512,11 @@ def _describe_window(value: str) -> str:
 
 
 def filtered_authorizations(ui: UI, form: forms.AuthorizationFilterForm, now: datetime) -> Any:
-    qs = Authorization.objects.for_account(ui.account)
+    qs: QuerySet[Authorization] = Authorization.objects.for_account(ui.account)
     if not form.is_valid():
         return qs.none()
     data = form.cleaned_data
-    for word in (data.get("q") or "").split()[:5]:
-        qs = qs.filter(
-            Q(actor_email__icontains=word)
-            | Q(resource_name__icontains=word)
-            | Q(resource_address__icontains=word)
-        )
+    qs = search(qs, data.get("q") or "", ["actor_email", "resource_name", "resource_address"])
     if data.get("actor"):
         qs = qs.filter(actor_email__icontains=data["actor"].strip())
     if data.get("resource"):
