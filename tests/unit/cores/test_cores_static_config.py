@@ -135,6 +135,8 @@ def test_secrets_are_not_in_the_repr() -> None:
         ('ipv4 = "100.64.0.1"', 'ipv4 = "100.64.0.1"\nlisten_port = true', r"listen_port"),
         ('ipv4 = "100.64.0.1"', 'ipv4 = "100.64.0.1"\nmtu = 1400', r"interface\.mtu: unknown key"),
         ('ipv4 = "100.64.0.2"', 'ipv4 = "100.64.0.1"', r"peers\[0\]\.ipv4.*already used"),
+        ('ipv6 = "fd00:2021:1111::2"', 'ipv6 = "2001:db8::2"', r"peers\[0\]\.ipv6.*tunnel range"),
+        ('ipv6 = "fd00:2021:1111::2"', 'ipv6 = "100.64.0.3"', r"peers\[0\]\.ipv6.*not an IPv6"),
         (f'public_key = "{K2}"', f'public_key = "{K2}"\nkeepalive = 5', r"peers\[0\]\.keepalive"),
         ('type = "cidr"', 'type = "dns"', r"peers\[0\]\.resources\[0\]\.type"),
         ('type = "cidr"', 'type = "vpn"', r"resources\[0\]\.type"),
