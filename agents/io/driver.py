@@ -289,27 +289,17 @@ class Driver:
             self._handle_output(out)
         return deadline
 
-    def _wait(self, fd: int, timeout: float | None) -> bool:
-        """Block until ``fd`` is readable or stop() was called; False if stopping."""
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        poller.register(self._wake, select.POLLIN)
-        ms = -1 if timeout is None else max(0, int(timeout * 1000))
-        poller.poll(ms)
-        return not self._stopping
+    def _epoll_loop(self, lock: threading.Lock | _NullLock, udp_round: Callable[[], bool],
+                    tun_round: Callable[[], bool]) -> None:  # fmt: skip
+        """One thread over the TUN fd, the UDP socket and the wake-up eventfd, timers in between.
 
-
-class SingleDriver(Driver):
-    mode = "single"
-
-    def _run(self) -> None:
+        Each ``*_round`` handles one batch and returns True when the batch was full ("come
+        back" without waiting); the directions alternate so neither starves the other."""
         ep = select.epoll()
         tun_fd, udp_fd = self.tun.fd, self.sock.fileno()
         ep.register(tun_fd, select.EPOLLIN)
         ep.register(udp_fd, select.EPOLLIN)
         ep.register(self._wake, select.EPOLLIN)
-        lock = _NullLock()
-        engine = self.engine
         pending_tun = pending_udp = False
         try:
             while not self._stopping:
@@ -325,13 +315,33 @@ class SingleDriver(Driver):
                         pending_tun = True
                     elif fd == udp_fd:
                         pending_udp = True
-                # Alternate fairly between directions; a full batch means "come back".
                 if pending_udp:
-                    pending_udp = self._drain_udp(engine.on_network, lock)
+                    pending_udp = udp_round()
                 if pending_tun:
-                    pending_tun = self._drain_tun(engine.on_tun, lock)
+                    pending_tun = tun_round()
         finally:
             ep.close()
+
+    def _wait(self, fd: int, timeout: float | None) -> bool:
+        """Block until ``fd`` is readable or stop() was called; False if stopping."""
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        poller.register(self._wake, select.POLLIN)
+        ms = -1 if timeout is None else max(0, int(timeout * 1000))
+        poller.poll(ms)
+        return not self._stopping
+
+
+class SingleDriver(Driver):
+    mode = "single"
+
+    def _run(self) -> None:
+        lock = _NullLock()
+        engine = self.engine
+        on_network, on_tun = engine.on_network, engine.on_tun
+        self._epoll_loop(
+            lock, lambda: self._drain_udp(on_network, lock), lambda: self._drain_tun(on_tun, lock)
+        )
 
 
 class ThreadsDriver(Driver):
@@ -776,35 +786,15 @@ class OffloadSingleDriver(OffloadDriver):
         self.lock = _NullLock()  # one thread: nothing to serialize
 
     def _run(self) -> None:
-        ep = select.epoll()
-        tun_fd, udp_fd = self.tun.fd, self.sock.fileno()
-        ep.register(tun_fd, select.EPOLLIN)
-        ep.register(udp_fd, select.EPOLLIN)
-        ep.register(self._wake, select.EPOLLIN)
-        pending_tun = pending_udp = False
-        try:
-            while not self._stopping:
-                deadline = self._fire_timers(self.lock)
-                if pending_tun or pending_udp:
-                    timeout = 0.0
-                elif deadline is None:
-                    timeout = -1.0
-                else:
-                    timeout = max(0.0, deadline - time.monotonic())
-                for fd, _ev in ep.poll(timeout):
-                    if fd == tun_fd:
-                        pending_tun = True
-                    elif fd == udp_fd:
-                        pending_udp = True
-                if pending_udp:
-                    pending_udp = self._udp_round() >= BATCH
-                if pending_tun:
-                    frames = self._read_frames()
-                    pending_tun = len(frames) >= BATCH
-                    if frames:
-                        self._process_frames(frames)
-        finally:
-            ep.close()
+        self._epoll_loop(self.lock, lambda: self._udp_round() >= BATCH, self._tun_round)
+
+    def _tun_round(self) -> bool:
+        """Read and handle one batch of TUN frames; True if the batch was full."""
+        frames = self._read_frames()
+        full = len(frames) >= BATCH
+        if frames:
+            self._process_frames(frames)
+        return full
 
 
 DRIVERS: dict[str, type[Driver]] = {
