@@ -16,7 +16,7 @@ from agents.net.packet import (
     PROTO_TCP,
     PROTO_UDP,
     internet_checksum,
-    pseudo_header_sum,
+    transport_checksum,
 )
 
 Address = IPv4Address | IPv6Address | str
@@ -78,7 +78,7 @@ def tcp(
     s, d, _ = _addrs(src, dst)
     seg = bytearray(struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags, 65535, 0, 0))
     seg += payload
-    struct.pack_into("!H", seg, 16, internet_checksum(seg, pseudo_header_sum(s, d, 6, len(seg))))
+    struct.pack_into("!H", seg, 16, transport_checksum(s, d, PROTO_TCP, seg))
     return ip_packet(src, dst, PROTO_TCP, bytes(seg))
 
 
@@ -86,7 +86,7 @@ def udp(src: Address, dst: Address, sport: int, dport: int, payload: bytes = b""
     s, d, _ = _addrs(src, dst)
     seg = bytearray(struct.pack("!HHHH", sport, dport, 8 + len(payload), 0))
     seg += payload
-    csum = internet_checksum(seg, pseudo_header_sum(s, d, PROTO_UDP, len(seg))) or 0xFFFF
+    csum = transport_checksum(s, d, PROTO_UDP, seg) or 0xFFFF
     struct.pack_into("!H", seg, 6, csum)
     return ip_packet(src, dst, PROTO_UDP, bytes(seg))
 
@@ -109,7 +109,7 @@ def icmp_echo(
         return ip_packet(src, dst, PROTO_ICMP, bytes(msg))
     kind = 129 if reply else ICMPV6_ECHO_REQUEST
     msg = bytearray(struct.pack("!BBHHH", kind, 0, 0, ident, seq)) + payload
-    struct.pack_into("!H", msg, 2, internet_checksum(msg, pseudo_header_sum(s, d, 58, len(msg))))
+    struct.pack_into("!H", msg, 2, transport_checksum(s, d, PROTO_ICMPV6, msg))
     return ip_packet(src, dst, PROTO_ICMPV6, bytes(msg))
 
 
@@ -120,5 +120,5 @@ def icmp_error(src: Address, dst: Address, kind: int, code: int, quoted: bytes) 
     if version == 4:
         struct.pack_into("!H", msg, 2, internet_checksum(msg))
         return ip_packet(src, dst, PROTO_ICMP, bytes(msg))
-    struct.pack_into("!H", msg, 2, internet_checksum(msg, pseudo_header_sum(s, d, 58, len(msg))))
+    struct.pack_into("!H", msg, 2, transport_checksum(s, d, PROTO_ICMPV6, msg))
     return ip_packet(src, dst, PROTO_ICMPV6, bytes(msg))

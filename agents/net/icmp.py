@@ -20,7 +20,7 @@ from agents.net.packet import (
     PROTO_ICMPV6,
     internet_checksum,
     parse,
-    pseudo_header_sum,
+    transport_checksum,
 )
 
 ICMPV4_DEST_UNREACHABLE = 3
@@ -83,7 +83,6 @@ def _reply_v6(packet: bytes | bytearray | memoryview, length: int) -> bytes:
     dst = bytes(packet[8:24])
     icmp = bytearray(_ICMP_HEADER.pack(ICMPV6_DEST_UNREACHABLE, ICMPV6_ADMIN_PROHIBITED, 0, 0))
     icmp += quoted
-    csum = internet_checksum(icmp, pseudo_header_sum(src, dst, PROTO_ICMPV6, len(icmp)))
-    struct.pack_into("!H", icmp, 2, csum)
+    struct.pack_into("!H", icmp, 2, transport_checksum(src, dst, PROTO_ICMPV6, icmp))
     header = _V6_HEADER.pack(6 << 28, len(icmp), PROTO_ICMPV6, REPLY_TTL, src, dst)
     return header + bytes(icmp)
