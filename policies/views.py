@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 from zoneinfo import available_timezones
 
 from django.contrib import messages
@@ -310,7 +310,15 @@ def _policy_form_page(
     )
 
 
-def _by_name(ui: UI, form: forms.PolicyForm) -> tuple[Group | None, Resource | None]:
+class _PolicyFields(TypedDict):
+    group: Group
+    resource: Resource
+    conditions: list[dict[str, Any]]
+    description: str
+
+
+def _policy_fields(ui: UI, form: forms.PolicyForm) -> _PolicyFields | None:
+    """The service arguments a valid form names, or None with the unknown names marked."""
     group = (
         Group.objects.for_account(ui.account)
         .filter(name=form.cleaned_data["group"].strip())
@@ -325,7 +333,14 @@ def _by_name(ui: UI, form: forms.PolicyForm) -> tuple[Group | None, Resource | N
         form.add_error("group", "No group with this name.")
     if resource is None:
         form.add_error("resource", "No resource with this name.")
-    return group, resource
+    if group is None or resource is None:
+        return None
+    return _PolicyFields(
+        group=group,
+        resource=resource,
+        conditions=form.conditions(),
+        description=form.cleaned_data["description"],
+    )
 
 
 def _name_of(queryset: Any, pk: str) -> str:
@@ -344,16 +359,10 @@ def policy_new(request: HttpRequest, ui: UI) -> HttpResponse:
     }
     form = forms.PolicyForm(request.POST or None, providers=_providers(ui), initial=initial)
     if request.method == "POST" and form.is_valid():
-        group, resource = _by_name(ui, form)
-        if group is not None and resource is not None:
+        fields = _policy_fields(ui, form)
+        if fields is not None:
             try:
-                policy = services.create_policy(
-                    ui.account,
-                    group=group,
-                    resource=resource,
-                    conditions=form.conditions(),
-                    description=form.cleaned_data["description"],
-                )
+                policy = services.create_policy(ui.account, **fields)
             except ValidationFailed as exc:
                 apply_errors(form, exc)
             else:
@@ -403,16 +412,10 @@ def policy_edit(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
     }
     form = forms.PolicyForm(request.POST or None, providers=_providers(ui), initial=initial)
     if request.method == "POST" and form.is_valid():
-        group, resource = _by_name(ui, form)
-        if group is not None and resource is not None:
+        fields = _policy_fields(ui, form)
+        if fields is not None:
             try:
-                services.update_policy(
-                    policy,
-                    group=group,
-                    resource=resource,
-                    conditions=form.conditions(),
-                    description=form.cleaned_data["description"],
-                )
+                services.update_policy(policy, **fields)
             except ValidationFailed as exc:
                 apply_errors(form, exc)
             else:

@@ -143,6 +143,13 @@ BAD_POSTS: list[tuple[str, tuple[str, ...], dict[str, Any], str, str]] = [
         "already exists",
     ),
     ("policy_new", (), {"group": "Nope", "resource": "Wiki"}, "group", "No group"),
+    (
+        "policy_edit",
+        ("policy",),
+        {"group": "Engineering", "resource": "Nope"},
+        "resource",
+        "No resource",
+    ),
     ("policy_new", (), {"group": "Engineering", "resource": "Wiki"}, "group", "exists"),
     (
         "policy_new",
