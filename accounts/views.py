@@ -24,6 +24,7 @@ from firezone_site.ui import (
     admin_required,
     apply_errors,
     confirm_page,
+    error_text,
     form_page,
     get_or_404,
     list_context,
@@ -391,7 +392,7 @@ def _actor_action(request: HttpRequest, ui: UI, pk: str, *, action: str) -> Http
             else:
                 services.delete_actor(actor)
         except ValidationFailed as exc:
-            error = " ".join(m for msgs in exc.errors.values() for m in msgs)
+            error = error_text(exc)
         else:
             messages.success(request, f"{actor.name}: {action}d.")
             return redirect(

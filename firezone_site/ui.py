@@ -151,6 +151,11 @@ def apply_errors(
             form.add_error(name, message)
 
 
+def error_text(exc: ValidationFailed) -> str:
+    """All of a service's messages as one sentence, for pages without a form to attach them to."""
+    return " ".join(m for msgs in exc.errors.values() for m in msgs)
+
+
 def list_context(request: HttpRequest, page: Page[Any], **extra: Any) -> dict[str, Any]:
     return {
         "page": page,

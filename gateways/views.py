@@ -23,6 +23,7 @@ from firezone_site.ui import (
     admin_required,
     apply_errors,
     confirm_page,
+    error_text,
     form_page,
     get_or_404,
     list_context,
@@ -300,7 +301,7 @@ def site_delete(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
         try:
             services.delete_site(site)
         except ValidationFailed as exc:
-            error = " ".join(m for msgs in exc.errors.values() for m in msgs)
+            error = error_text(exc)
         else:
             messages.success(request, f"Site {site.name} deleted.")
             return redirect("site_list")
