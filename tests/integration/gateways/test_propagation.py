@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -11,66 +10,29 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts import services as account_services
-from accounts.models import Account, Actor, Group
+from accounts.models import Account, Actor
 from gateways import services
 from gateways.models import ClientDevice, Gateway, Site
 from policies import services as policy_services
-from policies.models import Authorization, Policy, Resource
+from policies.models import Authorization, Resource
 
-from .conftest import db, new_key, open_gateway, ws_path
+from .conftest import (
+    authorize,
+    db,
+    dynamic_device,
+    gateway_with_flow,
+    is_revoked,
+    new_key,
+    open_gateway,
+    setup_access,
+    ws_path,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 class Rollback(Exception):
     pass
-
-
-def dynamic_device(actor: Actor) -> ClientDevice:
-    addresses = services.allocate_tunnel_address(actor.account_id)
-    return ClientDevice.objects.create(
-        account_id=actor.account_id,
-        actor=actor,
-        external_id=str(uuid.uuid4()),
-        name="laptop",
-        public_key=new_key(),
-        address=addresses.slot,
-        ipv4=addresses.ipv4,
-        ipv6=addresses.ipv6,
-    )
-
-
-def authorize(policy: Policy, actor: Actor, gateway_id: str) -> Authorization:
-    resource = policy.resource
-    return Authorization.objects.create(
-        account_id=actor.account_id,
-        actor=actor,
-        device=dynamic_device(actor),
-        resource=resource,
-        policy=policy,
-        gateway_id=gateway_id,
-        actor_email=actor.email,
-        resource_name=resource.name,
-        resource_address=resource.address,
-        expires_at=timezone.now() + timedelta(hours=1),
-    )
-
-
-def setup_access(
-    acme: Account, site: Site, bob: Actor, cidr: str = "10.1.0.0/24"
-) -> tuple[Group, Resource, Policy]:
-    group = account_services.create_group(acme, name="Engineering")
-    account_services.add_member(group, bob)
-    resource = policy_services.create_resource(
-        acme,
-        name="LAN",
-        kind="cidr",
-        address=cidr,
-        site=site,
-        filters=[{"protocol": "tcp", "ports": ["22"]}],
-    )
-    policy = policy_services.create_policy(acme, group=group, resource=resource)
-    return group, resource, policy
 
 
 async def test_init_lists_the_active_authorizations_of_the_gateway(
@@ -110,24 +72,23 @@ async def test_init_lists_the_active_authorizations_of_the_gateway(
 async def test_deleting_a_policy_pushes_reject_access_after_commit_only(
     acme: Account, site: Site, bob: Actor, token: str
 ) -> None:
-    _, _, policy = await db(setup_access)(acme, site, bob)
-    gateway, init = await open_gateway(token)
-    assert init is not None
-    auth = await db(authorize)(policy, bob, init["gateway_id"])
+    flow = await gateway_with_flow(acme, site, bob, token)
 
     def delete_and_roll_back() -> None:
         with transaction.atomic():
-            policy_services.delete_policy(policy)
+            policy_services.delete_policy(flow.policy)
             raise Rollback
 
     with pytest.raises(Rollback):
         await db(delete_and_roll_back)()
-    assert await gateway.nothing(0.5), "nothing may be pushed for a rolled-back change"
+    assert await flow.gateway.nothing(0.5), "nothing may be pushed for a rolled-back change"
+    assert not await is_revoked(flow.auth)
 
-    await db(policy_services.delete_policy)(policy)
-    message = await gateway.receive_type("reject_access")
-    assert message["authorization_ids"] == [str(auth.pk)]
-    await gateway.disconnect()
+    await db(policy_services.delete_policy)(flow.policy)
+    message = await flow.gateway.receive_type("reject_access")
+    assert message["authorization_ids"] == [str(flow.auth.pk)]
+    assert await is_revoked(flow.auth)
+    await flow.gateway.disconnect()
 
 
 async def test_only_the_gateway_holding_the_authorization_is_told(
@@ -161,18 +122,20 @@ async def test_a_filter_change_pushes_resource_updated(
     await gateway.disconnect()
 
 
-async def test_removing_a_member_revokes_its_flows(
-    acme: Account, site: Site, bob: Actor, token: str
+async def test_removing_a_member_revokes_its_flows_only(
+    acme: Account, site: Site, alice: Actor, bob: Actor, token: str
 ) -> None:
-    group, _, policy = await db(setup_access)(acme, site, bob)
-    gateway, init = await open_gateway(token)
-    assert init is not None
-    auth = await db(authorize)(policy, bob, init["gateway_id"])
-    await db(account_services.remove_member)(group, bob)
-    message = await gateway.receive_type("reject_access")
-    assert message["authorization_ids"] == [str(auth.pk)]
-    row = await db(lambda: Authorization.objects.get(pk=auth.pk))()
-    assert row.revoked_at is not None
+    flow = await gateway_with_flow(acme, site, bob, token)
+    await db(account_services.add_member)(flow.group, alice)
+    kept = await db(authorize)(flow.policy, alice, flow.init["gateway_id"])
+    await db(account_services.remove_member)(flow.group, bob)
+    message = await flow.gateway.receive_type("reject_access")
+    assert message["authorization_ids"] == [str(flow.auth.pk)]
+    assert await is_revoked(flow.auth)
+    # The member who stays keeps her flow.
+    assert not await is_revoked(kept)
+    assert await flow.gateway.nothing()
+    await flow.gateway.disconnect()
 
 
 async def test_static_peers_follow_membership_changes(
@@ -267,17 +230,18 @@ async def test_acme_gateways_hear_nothing_about_globex_changes(
 async def test_expiring_authorizations_pushes_reject_access(
     acme: Account, site: Site, bob: Actor, token: str
 ) -> None:
-    _, _, policy = await db(setup_access)(acme, site, bob)
-    gateway, init = await open_gateway(token)
-    assert init is not None
-    auth = await db(authorize)(policy, bob, init["gateway_id"])
+    flow = await gateway_with_flow(acme, site, bob, token)
+    # Not yet due: nothing is revoked or pushed.
+    assert await db(services.expire_authorizations)() == 0
+    assert await flow.gateway.nothing()
     later = timezone.now() + timedelta(hours=2)
     assert await db(services.expire_authorizations)(later) == 1
-    message = await gateway.receive_type("reject_access")
-    assert message["authorization_ids"] == [str(auth.pk)]
-    row = await db(lambda: Authorization.objects.get(pk=auth.pk))()
+    message = await flow.gateway.receive_type("reject_access")
+    assert message["authorization_ids"] == [str(flow.auth.pk)]
+    row = await db(lambda: Authorization.objects.get(pk=flow.auth.pk))()
     assert row.revoke_reason == "expired"
     assert await db(services.expire_authorizations)(later) == 0
+    await flow.gateway.disconnect()
 
 
 async def test_rotation_pushes_the_new_token_to_its_holders(

@@ -17,8 +17,7 @@ from gateways.models import Site, StaticDeviceAssignment, TunnelAddress
 from policies import services as policy_services
 from policies.models import Authorization
 
-from .conftest import Gateway, db, open_gateway
-from .test_propagation import authorize, setup_access
+from .conftest import Flow, Gateway, authorize, db, gateway_with_flow, open_gateway, setup_access
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -41,6 +40,14 @@ def types(seen: list[Any]) -> list[Any]:
     return [s["type"] if isinstance(s, dict) else s for s in seen]
 
 
+async def settle(flow: Flow) -> tuple[list[Any], Authorization]:
+    """The frames until quiet and the flow's authorization row after them; disconnects."""
+    seen = await frames_until_quiet(flow.gateway)
+    row = await db(Authorization.objects.get)(pk=flow.auth.pk)
+    await flow.gateway.disconnect()
+    return seen, row
+
+
 def rejected(seen: list[Any], auth: Authorization) -> bool:
     return any(
         isinstance(s, dict)
@@ -53,51 +60,39 @@ def rejected(seen: list[Any], auth: Authorization) -> bool:
 async def test_readdressing_a_resource_revokes_its_flows(
     acme: Account, site: Site, bob: Actor, token: str
 ) -> None:
-    _, resource, policy = await db(setup_access)(acme, site, bob)
-    gw, init = await open_gateway(token)
-    assert init is not None
-    auth = await db(authorize)(policy, bob, init["gateway_id"])
-    await db(policy_services.update_resource)(resource, address="10.9.0.0/24")
-    seen = await frames_until_quiet(gw)
-    row = await db(Authorization.objects.get)(pk=auth.pk)
-    await gw.disconnect()
+    flow = await gateway_with_flow(acme, site, bob, token)
+    # A rename leaves the flows alone.
+    await db(policy_services.update_resource)(flow.resource, name="LAN 2")
+    assert (await db(Authorization.objects.get)(pk=flow.auth.pk)).revoked_at is None
+    await db(policy_services.update_resource)(flow.resource, address="10.9.0.0/24")
+    seen, row = await settle(flow)
     assert row.revoked_at is not None and row.revoke_reason == "resource_readdressed"
-    assert rejected(seen, auth)
+    assert rejected(seen, flow.auth)
 
 
 async def test_moving_a_resource_to_another_site_revokes_its_flows(
     acme: Account, site: Site, bob: Actor, token: str
 ) -> None:
-    _, resource, policy = await db(setup_access)(acme, site, bob)
+    flow = await gateway_with_flow(acme, site, bob, token)
     other = await db(services.create_site)(acme, name="Paris")
-    gw, init = await open_gateway(token)
-    assert init is not None
-    auth = await db(authorize)(policy, bob, init["gateway_id"])
-    await db(policy_services.update_resource)(resource, site=other)
-    seen = await frames_until_quiet(gw)
-    row = await db(Authorization.objects.get)(pk=auth.pk)
-    await gw.disconnect()
+    await db(policy_services.update_resource)(flow.resource, site=other)
+    seen, row = await settle(flow)
     assert row.revoked_at is not None
-    assert rejected(seen, auth)
+    assert rejected(seen, flow.auth)
 
 
 async def test_deleting_an_actor_revokes_flows_and_removes_static_peers(
     acme: Account, site: Site, alice: Actor, bob: Actor, token: str
 ) -> None:
-    _, _, policy = await db(setup_access)(acme, site, bob)
-    gw, init = await open_gateway(token)
-    assert init is not None
-    auth = await db(authorize)(policy, bob, init["gateway_id"])
+    flow = await gateway_with_flow(acme, site, bob, token)
     await db(services.register_static_device)(bob, name="phone")
-    await gw.receive_type("add_static_peer", timeout=3)
+    await flow.gateway.receive_type("add_static_peer", timeout=3)
     slots_before = await db(lambda: TunnelAddress.objects.for_account(acme).count())()
     await db(account_services.delete_actor)(bob)
-    seen = await frames_until_quiet(gw)
-    row = await db(Authorization.objects.get)(pk=auth.pk)
+    seen, row = await settle(flow)
     slots_after = await db(lambda: TunnelAddress.objects.for_account(acme).count())()
-    await gw.disconnect()
     assert row.revoked_at is not None
-    assert rejected(seen, auth)
+    assert rejected(seen, flow.auth)
     assert "remove_static_peer" in types(seen)
     # bob's static device and the dynamic device of his flow both gave their addresses back
     assert slots_after == slots_before - 2
@@ -133,10 +128,8 @@ async def test_leaving_everyone_by_type_change_revokes_access(
 async def test_disabling_the_account_tells_gateways_before_closing(
     acme: Account, site: Site, bob: Actor, token: str
 ) -> None:
-    _, _, policy = await db(setup_access)(acme, site, bob)
-    gw, init = await open_gateway(token)
-    assert init is not None
-    auth = await db(authorize)(policy, bob, init["gateway_id"])
+    flow = await gateway_with_flow(acme, site, bob, token)
+    gw, auth = flow.gateway, flow.auth
     await db(services.register_static_device)(bob, name="phone")
     await gw.receive_type("add_static_peer", timeout=3)
     await db(account_services.disable_account)(acme)
