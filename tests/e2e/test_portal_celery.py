@@ -31,7 +31,6 @@ from .portal_lab import (
     Portal,
     build_site,
     probe,
-    running_portal,
     start_bridge,
     start_gateway,
     unavailable,
@@ -47,18 +46,6 @@ if _reason:
 EXPIRES_IN_S = 3.0
 # Worker pick-up + the push to the agent on a busy 2-core machine; the schedule interval is added.
 SLACK_S = 3.0
-
-
-@pytest.fixture(scope="module")
-def portal(
-    django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Portal]:
-    from django.db import connection
-
-    with running_portal(
-        tmp_path_factory.mktemp("portal"), connection.settings_dict["NAME"]
-    ) as server:
-        yield server
 
 
 @pytest.fixture

@@ -33,7 +33,6 @@ from .portal_lab import (
     module_cmd,
     popen_logged,
     probe,
-    running_portal,
     start_bridge,
     start_gateway,
     udp_probe,
@@ -48,18 +47,6 @@ if _reason:
     pytestmark.append(pytest.mark.skip(reason=_reason))
 
 PROBE_INTERVAL = 0.01
-
-
-@pytest.fixture(scope="module")
-def portal(
-    django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Portal]:
-    from django.db import connection
-
-    with running_portal(
-        tmp_path_factory.mktemp("portal"), connection.settings_dict["NAME"]
-    ) as server:
-        yield server
 
 
 @pytest.fixture
