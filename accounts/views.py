@@ -453,7 +453,8 @@ def _api_tokens(ui: UI) -> Any:
 @admin_required
 def settings_page(request: HttpRequest, ui: UI) -> HttpResponse:
     account_form = forms.AccountForm(initial={"name": ui.account.name})
-    token_form = forms.ApiTokenForm(service_accounts=_service_accounts(ui))
+    service_accounts = _service_accounts(ui)
+    token_form = forms.ApiTokenForm(service_accounts=service_accounts)
     issued: services.IssuedToken | None = None
     status = 200
     if request.method == "POST" and request.POST.get("form") == "account":
@@ -468,12 +469,13 @@ def settings_page(request: HttpRequest, ui: UI) -> HttpResponse:
                 return redirect("settings")
         status = 422
     elif request.method == "POST" and request.POST.get("form") == "token":
-        token_form = forms.ApiTokenForm(request.POST, service_accounts=_service_accounts(ui))
+        token_form = forms.ApiTokenForm(request.POST, service_accounts=service_accounts)
         if token_form.is_valid():
             issued = _create_api_token(ui, token_form)
         if issued is None:
             status = 422
         else:
+            # Listed again: issuing may have created a new service account.
             token_form = forms.ApiTokenForm(service_accounts=_service_accounts(ui))
     q = request.GET.get("q", "").strip()
     tokens = search(_api_tokens(ui), q, ["name", "actor__name"])

@@ -457,6 +457,8 @@ def test_settings_rename_and_api_token_shown_once_then_revoked(
     token = accounts.use_token(secret, kind=Token.Kind.API)
     assert token is not None and token.actor is not None
     assert token.actor.type == Actor.Type.SERVICE_ACCOUNT and token.actor.name == "Deployer"
+    # The blank form shown with the secret already offers the service account just created.
+    assert f'<option value="{token.actor.pk}">Deployer</option>' in html
     assert secret not in alice_client.get(reverse("settings")).content.decode()
     alice_client.post(reverse("token_revoke", args=[token.pk]))
     assert accounts.use_token(secret, kind=Token.Kind.API) is None
