@@ -115,6 +115,17 @@ def wg_quick_config(s: Setup) -> str:
     )
 
 
+def client_config(s: Setup, resources: list[str]) -> str:
+    """The client's TOML: the one gateway (ours or wireguard-go, same key and address)."""
+    gateway = {
+        "public_key": s.gw_keys.public,
+        "endpoint": f"{s.topo.gateway_ip}:51820",
+        "preshared_key": s.psk,
+        "resources": resources,
+    }
+    return client_toml(s.client_keys.private, CLIENT_IP, [gateway])
+
+
 def wait_for_server(s: Setup) -> None:
     def up() -> bool:
         out = s.topo.resource.run(["ss", "-Htln", f"sport = :{HTTP_PORT}"], check=False).stdout
@@ -193,18 +204,7 @@ def test_our_client_talks_both_ways_with_a_wireguard_go_server(setup: Setup) -> 
         ["nft", "-j", "-f", "-"],
         input=json.dumps({"nftables": masquerade_ruleset("fzwgsrv", wg.ifname)}),
     )
-    config = client_toml(
-        s.client_keys.private,
-        CLIENT_IP,
-        [
-            {
-                "public_key": s.gw_keys.public,
-                "endpoint": f"{s.topo.gateway_ip}:51820",
-                "preshared_key": s.psk,
-                "resources": [s.topo.resource_net],
-            }
-        ],
-    )
+    config = client_config(s, [s.topo.resource_net])
     client = start_agent(s.lab, s.topo.client, "client", config)
     echoed = s.topo.client.probe("echo", ALLOWED_HOST, str(OTHER_PORT), str(512 * 1024))
     assert echoed == {"sent": 512 * 1024, "received": 512 * 1024, "equal": True}
@@ -247,19 +247,8 @@ def test_a_signal_removes_the_tun_device_and_the_nft_table(
 def test_our_client_through_our_gateway(setup: Setup, io_mode: str) -> None:
     s = setup
     start_agent(s.lab, s.topo.gateway, "gateway", gateway_config(s), io_mode=io_mode)
-    config = client_toml(
-        s.client_keys.private,
-        CLIENT_IP,
-        [
-            {
-                "public_key": s.gw_keys.public,
-                "endpoint": f"{s.topo.gateway_ip}:51820",
-                "preshared_key": s.psk,
-                # the client routes the whole LAN; the gateway decides what is allowed
-                "resources": [s.topo.resource_net],
-            }
-        ],
-    )
+    # the client routes the whole LAN; the gateway decides what is allowed
+    config = client_config(s, [s.topo.resource_net])
     start_agent(s.lab, s.topo.client, "client", config, io_mode=io_mode)
     assert_allowed_and_denied(s)
 
@@ -269,18 +258,7 @@ def test_a_client_routing_everything_keeps_its_gateway_endpoint_out_of_the_tunne
 ) -> None:
     s = setup
     start_agent(s.lab, s.topo.gateway, "gateway", gateway_config(s))
-    config = client_toml(
-        s.client_keys.private,
-        CLIENT_IP,
-        [
-            {
-                "public_key": s.gw_keys.public,
-                "endpoint": f"{s.topo.gateway_ip}:51820",
-                "preshared_key": s.psk,
-                "resources": ["internet"],
-            }
-        ],
-    )
+    config = client_config(s, ["internet"])
     client = start_agent(s.lab, s.topo.client, "client", config)
     routes = s.topo.client.run(["ip", "route"]).stdout
     assert f"0.0.0.0/1 dev {client.ifname}" in routes
