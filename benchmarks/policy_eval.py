@@ -21,20 +21,16 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._scratch_db import scratch_database, setup_django
 
 ACTORS = 10_000
 RESOURCES = 1_000
 POLICIES = 5_000
 MEMBERSHIPS = 50_000
 GROUPS = 500
-
-
-def _with_db(url: str, name: str) -> str:
-    parts = urlparse(url)
-    return urlunparse(parts._replace(path=f"/{name}"))
 
 
 def main() -> None:
@@ -47,32 +43,12 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=300)
     args = parser.parse_args()
 
-    import psycopg
-
-    scratch = f"fz_bench_policy_{os.getpid()}"
-    with psycopg.connect(args.base_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{scratch}"')
-    try:
-        run(_with_db(args.base_url, scratch), args.decisions, args.samples)
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        with psycopg.connect(args.base_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
+    with scratch_database(args.base_url, f"fz_bench_policy_{os.getpid()}") as database_url:
+        run(database_url, args.decisions, args.samples)
 
 
 def run(database_url: str, n_decisions: int, n_samples: int) -> None:
-    os.environ["DATABASE_URL"] = database_url
-    os.environ.setdefault("SECRET_KEY", "benchmark-only-secret-key-0123456789abcdef")
-    os.environ.setdefault("FZ_TESTING", "1")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "firezone_site.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    setup_django(database_url)
 
     from accounts import services as accounts
     from accounts.models import Actor, Group, Membership
@@ -208,7 +184,7 @@ def run(database_url: str, n_decisions: int, n_samples: int) -> None:
 
     # The same, only for pairs where at least one policy applies (the actor is in one of the
     # resource's groups), so conditions are actually evaluated.
-    applicable = []
+    applicable: list[tuple[frozenset[uuid.UUID], list[evaluation.PolicyRule]]] = []
     while len(applicable) < 10_000:
         group_ids = actor_groups[rng.randrange(ACTORS)]
         rules = rules_by_resource[rng.choice(resource_idx)]

@@ -49,10 +49,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode, urlparse, urlunparse
+from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks._scratch_db import (  # noqa: E402
+    BENCH_SECRET_KEY,
+    create_database,
+    drop_database,
+    setup_django,
+)
 
 if TYPE_CHECKING:
     from benchmarks._agent_lab import AgentProcess
@@ -60,10 +67,6 @@ if TYPE_CHECKING:
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def _with_db(url: str, name: str) -> str:
-    return urlunparse(urlparse(url)._replace(path=f"/{name}"))
 
 
 def _free_port() -> int:
@@ -198,13 +201,9 @@ def main() -> None:
     want = min(hard, max(soft, 2 * args.connections + 512))
     resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
-    import psycopg
-
     scratch = f"fz_bench_revocation_{os.getpid()}"
     prefix = f"fzbench{os.getpid()}"
-    with psycopg.connect(args.base_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{scratch}"')
-    database_url = _with_db(args.base_url, scratch)
+    database_url = create_database(args.base_url, scratch)
     redis_url = args.redis_url
     if args.redis_socket_timeout and "socket_timeout" not in redis_url:
         # redis-py 8 defaults socket_timeout to 5 s, which aborts channels_redis' blocking
@@ -218,7 +217,7 @@ def main() -> None:
         "DATABASE_CONN_MAX_AGE": "600",
         "REDIS_URL": redis_url,
         "FZ_CHANNEL_PREFIX": prefix,
-        "SECRET_KEY": "benchmark-only-secret-key-0123456789abcdef",
+        "SECRET_KEY": BENCH_SECRET_KEY,
         "FZ_TESTING": "1",
         "DJANGO_SETTINGS_MODULE": "firezone_site.settings",
         "LOG_LEVEL": "WARNING",
@@ -226,12 +225,7 @@ def main() -> None:
     os.environ.update(env)
     daphne: subprocess.Popen[bytes] | None = None
     try:
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
+        setup_django(database_url)
         port = _free_port()
         # The real agent reaches the same process through a unix socket (see _agent_lab).
         unix = ["-u", str(socket_path)] if agent is not None else []
@@ -280,11 +274,7 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 os.killpg(daphne.pid, signal.SIGKILL)
                 daphne.wait()
-        from django.db import connections
-
-        connections.close_all()
-        with psycopg.connect(args.base_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
+        drop_database(args.base_url, scratch)
         _delete_redis_keys(args.redis_url, prefix)
         socket_path.unlink(missing_ok=True)
 

@@ -22,10 +22,11 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks._scratch_db import scratch_database, setup_django  # noqa: E402
 
 
 def _server_url() -> str:
@@ -33,25 +34,6 @@ def _server_url() -> str:
         "BENCH_DATABASE_URL",
         os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test"),
     )
-
-
-def _with_db(url: str, name: str) -> str:
-    return urlunparse(urlparse(url)._replace(path=f"/{name}"))
-
-
-def _admin_sql(url: str, sql: str) -> None:
-    import psycopg
-
-    parsed = urlparse(url)
-    with psycopg.connect(
-        host=parsed.hostname or "127.0.0.1",
-        port=parsed.port or 5432,
-        user=parsed.username or "postgres",
-        password=parsed.password or None,
-        dbname=parsed.path.lstrip("/") or "postgres",
-        autocommit=True,
-    ) as conn:
-        conn.execute(sql.encode())
 
 
 def _bulk(model: Any, rows: list[Any]) -> None:
@@ -207,21 +189,10 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=30)
     args = parser.parse_args()
 
-    server = _server_url()
-    dbname = f"fz_ui_bench_{os.getpid()}"
-    _admin_sql(server, f'CREATE DATABASE "{dbname}"')
-    try:
-        os.environ["DATABASE_URL"] = _with_db(server, dbname)
-        os.environ.setdefault("FZ_TESTING", "1")  # fast password hasher, any host
-        os.environ.setdefault("SECRET_KEY", "benchmark-only-secret-key-0123456789abcdef")
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "firezone_site.settings")
-        import django
-
-        django.setup()
-        from django.core.management import call_command
+    with scratch_database(_server_url(), f"fz_ui_bench_{os.getpid()}") as database_url:
+        setup_django(database_url)
         from django.db import connection
 
-        call_command("migrate", verbosity=0)
         start = time.perf_counter()
         _, admin = seed(args.rows)
         with connection.cursor() as cursor:
@@ -234,9 +205,6 @@ def main() -> None:
         results = measure(admin, args.requests)
         goal = max(results.values()) < 150
         print(f"goal p50 < 150 ms on every page: {'met' if goal else 'NOT met'}", flush=True)
-        connection.close()
-    finally:
-        _admin_sql(server, f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
     print(json.dumps(results))
 
 
