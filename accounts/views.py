@@ -33,6 +33,7 @@ from firezone_site.ui import (
     render_page,
     search,
 )
+from gateways.models import ClientDevice
 
 # --- sign-in -----------------------------------------------------------------------------------
 
@@ -304,8 +305,6 @@ def actor_new(request: HttpRequest, ui: UI) -> HttpResponse:
 def actor_detail(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
     actor = get_or_404(_actors(ui), pk)
     groups = Group.objects.for_account(ui.account).filter(memberships__actor=actor).order_by("name")
-    from gateways.models import ClientDevice
-
     devices = ClientDevice.objects.for_account(ui.account).filter(actor=actor).order_by("name")
     tokens = (
         Token.objects.for_account(ui.account)

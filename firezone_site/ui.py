@@ -22,6 +22,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.paginator import Page, Paginator
 from django.db.models import Model, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
 
 from accounts.models import Account, Actor
 from firezone_site.errors import ValidationFailed
@@ -189,8 +190,6 @@ def render_page(
     nav: str = "",
     status: int = 200,
 ) -> HttpResponse:
-    from django.shortcuts import render
-
     ctx = {"ui": ui, "nav": nav, **(context or {})}
     return render(request, template, ctx, status=status)
 

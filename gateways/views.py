@@ -8,6 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
+from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -192,8 +193,6 @@ def _deploy_page(
 
 @admin_required
 def site_new(request: HttpRequest, ui: UI) -> HttpResponse:
-    from django.db import transaction
-
     form = forms.SiteForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:

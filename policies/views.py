@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from typing import Any, TypedDict
 from zoneinfo import available_timezones
 
@@ -279,13 +280,9 @@ def _providers(ui: UI) -> list[tuple[str, str]]:
     ]
 
 
-_TIME_ZONES: list[str] = []
-
-
+@cache
 def _time_zones() -> list[str]:
-    if not _TIME_ZONES:
-        _TIME_ZONES.extend(sorted(available_timezones()))
-    return _TIME_ZONES
+    return sorted(available_timezones())
 
 
 def _policy_form_page(
