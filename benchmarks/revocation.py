@@ -69,6 +69,24 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _client_device(account: Any, user: Any, name: str) -> Any:
+    """A dynamic client device of ``user`` (as the client API would register it)."""
+    from gateways import services as gateways
+    from gateways.models import ClientDevice
+
+    addresses = gateways.allocate_tunnel_address(account)
+    return ClientDevice.objects.create(
+        account=account,
+        actor=user,
+        external_id=name,
+        name=name,
+        public_key=gateways.generate_key_pair()[1],
+        address=addresses.slot,
+        ipv4=addresses.ipv4,
+        ipv6=addresses.ipv6,
+    )
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -369,26 +387,13 @@ async def bench(
 
     # Trials: one policy + one authorization per trial, each held by a random gateway.
     def make_trials() -> list[tuple[Any, str, str]]:
-        from accounts.models import Actor
-        from gateways.models import ClientDevice
         from policies import services as policies
         from policies.models import Authorization
 
         user = accounts.create_actor(account, email="bob@bench.test", name="Bob", type="user")
         group = accounts.create_group(account, name="Engineering")
         accounts.add_member(group, user)
-        addresses = gateways.allocate_tunnel_address(account)
-        device = ClientDevice.objects.create(
-            account=account,
-            actor=user,
-            external_id="laptop",
-            name="laptop",
-            public_key=gateways.generate_key_pair()[1],
-            address=addresses.slot,
-            ipv4=addresses.ipv4,
-            ipv6=addresses.ipv6,
-        )
-        del Actor
+        device = _client_device(account, user, "laptop")
         trials = []
         for i in range(args.trials):
             res = policies.create_resource(
@@ -538,7 +543,7 @@ def real_agent_trials(
     removals (agent log timestamps, see benchmarks/_agent_lab.py)."""
     from accounts import services as accounts
     from gateways import services as gateways
-    from gateways.models import ClientDevice, Gateway
+    from gateways.models import Gateway
     from policies import services as policies
     from policies.models import Authorization
 
@@ -549,17 +554,7 @@ def real_agent_trials(
         account, name="agent-lan", kind="cidr", address="10.203.0.0/24", site=site
     )
     static_key = gateways.register_static_device(user, name="router").device.public_key
-    addresses = gateways.allocate_tunnel_address(account)
-    laptop = ClientDevice.objects.create(
-        account=account,
-        actor=user,
-        external_id="carol-laptop",
-        name="carol-laptop",
-        public_key=gateways.generate_key_pair()[1],
-        address=addresses.slot,
-        ipv4=addresses.ipv4,
-        ipv6=addresses.ipv6,
-    )
+    laptop = _client_device(account, user, "carol-laptop")
     gateway = Gateway.objects.for_account(account).get(site=site, external_id=agent.external_id)
     gateway_id = gateway.pk
 
