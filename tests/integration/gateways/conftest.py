@@ -166,7 +166,7 @@ def dynamic_device(actor: Actor) -> ClientDevice:
     )
 
 
-def authorize(policy: Policy, actor: Actor, gateway_id: str) -> Authorization:
+def authorize(policy: Policy, actor: Actor, gateway_id: str | None) -> Authorization:
     resource = policy.resource
     return Authorization.objects.create(
         account_id=actor.account_id,

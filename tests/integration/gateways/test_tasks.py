@@ -10,13 +10,14 @@ from django.utils import timezone
 
 from accounts import services as account_services
 from accounts import tasks as account_tasks
-from accounts.models import Account, Token
+from accounts.models import Account, Actor, Token
 from gateways import services
 from gateways import tasks as gateway_tasks
-from gateways.models import Gateway, Site
+from gateways.models import Gateway, Site, StaticDeviceAssignment
 from policies import tasks as policy_tasks
+from policies.models import Authorization
 
-from .conftest import db, open_gateway
+from .conftest import authorize, db, new_key, open_gateway, setup_access
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,9 +30,18 @@ def test_the_beat_schedule_names_existing_tasks() -> None:
         assert entry["task"] in app.tasks, entry["task"]
 
 
-def test_expire_authorizations_task_runs_and_is_idempotent(acme: Account) -> None:
+def test_expire_authorizations_task_revokes_only_due_ones_and_is_idempotent(
+    acme: Account, site: Site, bob: Actor
+) -> None:
+    _, _, policy = setup_access(acme, site, bob)
+    due = authorize(policy, bob, None)
+    current = authorize(policy, bob, None)
+    Authorization.objects.filter(pk=due.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert policy_tasks.expire_authorizations() == 1
     assert policy_tasks.expire_authorizations() == 0
-    assert policy_tasks.expire_authorizations() == 0
+    revoked = Authorization.objects.for_account(acme).filter(revoked_at__isnull=False)
+    assert list(revoked.values_list("pk", "revoke_reason")) == [(due.pk, "expired")]
+    assert Authorization.objects.get(pk=current.pk).revoked_at is None
 
 
 def test_delete_expired_tokens_task_deletes_old_revoked_tokens(acme: Account, site: Site) -> None:
@@ -66,5 +76,22 @@ async def test_the_sweep_marks_gateways_of_a_dead_portal_offline(acme: Account, 
     await gateway.disconnect()
 
 
-def test_resync_task_runs(acme: Account, bob: object) -> None:
+def test_resync_task_restores_a_lost_assignment_and_then_changes_nothing(
+    acme: Account, site: Site, bob: Actor, token: str
+) -> None:
+    gateway = services.connect_gateway(
+        secret=token,
+        params=services.GatewayParams(
+            external_id="gw-1", name="gw-1", public_key=new_key(), version="0.1.0"
+        ),
+        remote_ip="203.0.113.7",
+        channel_name="test.resync!1",
+    )
+    setup_access(acme, site, bob)
+    device = services.register_static_device(bob, name="phone").device
+    assert gateway_tasks.resync_static_devices() == 0  # already in line
+    StaticDeviceAssignment.objects.filter(device=device).delete()
+    assert gateway_tasks.resync_static_devices() == 1
+    restored = StaticDeviceAssignment.objects.get(device=device)
+    assert (restored.site_id, restored.gateway_id) == (site.pk, gateway.pk)
     assert gateway_tasks.resync_static_devices() == 0
