@@ -261,10 +261,6 @@ class GatewayState:
     def peer_count(self) -> int:
         return len(self._derived.peers)
 
-    @property
-    def grant_count(self) -> int:
-        return len(self._derived.grants)
-
 
 def _expired(a: p.Authorization, now: float) -> bool:
     return a.expires_at is not None and a.expires_at.timestamp() <= now

@@ -34,13 +34,6 @@ def run_nft(commands: list[dict[str, Any]], *, nft: str = NFT) -> None:
         raise NftError(f"nft failed ({proc.returncode}): {proc.stderr.strip()}")
 
 
-def table_exists(table: str, *, nft: str = NFT) -> bool:
-    proc = subprocess.run(
-        [nft, "-j", "list", "table", "inet", table], capture_output=True, text=True, check=False
-    )
-    return proc.returncode == 0
-
-
 def masquerade_ruleset(table: str, tun_name: str) -> list[dict[str, Any]]:
     """Masquerade what arrives from the tunnel and leaves through any other interface."""
     if not _TABLE_RE.match(table):

@@ -19,7 +19,7 @@ import logging
 import os
 import secrets
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pyroute2 import IPRoute
@@ -72,12 +72,6 @@ class TunDevice:
 
     def set_blocking(self, blocking: bool) -> None:
         os.set_blocking(self.fd, blocking)
-
-    def add_routes(self, networks: Iterable[Network]) -> None:
-        with IPRoute() as ipr:
-            for net in networks:
-                _add_route(ipr, self.index, net)
-                self.routes = (*self.routes, net)
 
     def unlink(self) -> None:
         """Delete the network device but keep the fd open (wakes readers blocked on it)."""
