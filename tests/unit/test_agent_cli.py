@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
+from agents import logging as agent_logging
 from agents.client import cli as client_cli
 from agents.gateway import cli as gateway_cli
 from agents.gateway import portal as gateway_portal
@@ -64,3 +66,19 @@ def test_a_bad_config_exits_2_naming_the_key(
     missing = tmp_path / "missing.toml"
     assert client_cli.main(["--static-config", str(missing)]) == 2
     assert "missing.toml" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("main", [gateway_cli.main, client_cli.main])
+def test_static_mode_logs_through_the_redacting_formatters(main: object, tmp_path: Path) -> None:
+    assert callable(main)
+    missing = str(tmp_path / "missing.toml")
+    for flags, formatter in (([], agent_logging.KeyValueFormatter),
+                             (["--log-json"], agent_logging.JsonFormatter)):  # fmt: skip
+        assert main(["--static-config", missing, *flags]) == 2
+        handlers = logging.getLogger().handlers
+        assert len(handlers) == 1
+        assert type(handlers[0].formatter) is formatter
+        record = logging.makeLogRecord({"msg": "url ?token=fzg_1_s3cr3t", "token": "s3cr3t"})
+        line = handlers[0].format(record)
+        assert "s3cr3t" not in line
+        assert "***" in line
