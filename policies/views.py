@@ -8,7 +8,7 @@ from typing import Any, TypedDict
 from zoneinfo import available_timezones
 
 from django.contrib import messages
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
@@ -30,7 +30,7 @@ from firezone_site.ui import (
     search,
 )
 from gateways.models import Site
-from policies import forms, services, validation
+from policies import forms, queries, services, validation
 from policies.models import Authorization, Policy, Resource
 
 # --- resources ---------------------------------------------------------------------------------
@@ -512,10 +512,15 @@ def _describe_window(value: str) -> str:
 
 
 def filtered_authorizations(ui: UI, form: forms.AuthorizationFilterForm, now: datetime) -> Any:
-    qs: QuerySet[Authorization] = Authorization.objects.for_account(ui.account)
     if not form.is_valid():
-        return qs.none()
+        return queries.authorizations(ui.account).none()
     data = form.cleaned_data
+    status = data.get("status")
+    qs = (
+        queries.active_authorizations(ui.account, now)
+        if status == "active"
+        else queries.authorizations(ui.account)
+    )
     qs = search(qs, data.get("q") or "", ["actor_email", "resource_name", "resource_address"])
     if data.get("actor"):
         qs = qs.filter(actor_email__icontains=data["actor"].strip())
@@ -526,10 +531,7 @@ def filtered_authorizations(ui: UI, form: forms.AuthorizationFilterForm, now: da
         qs = qs.filter(created_at__gte=data["since"])
     if data.get("until"):
         qs = qs.filter(created_at__lt=data["until"])
-    status = data.get("status")
-    if status == "active":
-        qs = qs.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now), revoked_at__isnull=True)
-    elif status == "revoked":
+    if status == "revoked":
         qs = qs.filter(revoked_at__isnull=False)
     elif status == "expired":
         qs = qs.filter(expires_at__lte=now, revoked_at__isnull=True)

@@ -381,6 +381,14 @@ def test_audit_log_filters_by_actor_resource_and_time(
     assert rows(status="revoked") == set()
     assert rows(q="bob wiki") == {new}
     assert rows(q="10.1.0") == {new, str(old.pk)}
+    expired = make_authorization(alice, world["resource"], world["policy"])
+    revoked = make_authorization(alice, world["resource"], world["policy"])
+    Authorization.objects.filter(pk=expired.pk).update(expires_at=timezone.now())
+    Authorization.objects.filter(pk=revoked.pk).update(revoked_at=timezone.now())
+    assert rows(status="active") == {new, str(old.pk)}
+    assert rows(status="expired") == {str(expired.pk)}
+    assert rows(status="revoked") == {str(revoked.pk)}
+    assert rows(status="active", q="bob") == {new}
 
 
 def test_actor_edit_sets_a_new_password(alice_client: Client, world: Any, bob: Any) -> None:
