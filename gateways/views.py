@@ -34,8 +34,8 @@ from firezone_site.ui import (
     render_page,
     search,
 )
-from gateways import configs, forms, services
-from gateways.models import ClientDevice, Gateway, Site, StaticDeviceAssignment
+from gateways import configs, forms, queries, services
+from gateways.models import ClientDevice, Gateway, Site
 from policies.models import Authorization, Policy, Resource
 
 POLL_SECONDS = 5
@@ -426,12 +426,7 @@ def device_detail(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
     device = get_or_404(_devices(ui).select_related("actor"), pk)
     assignments = []
     if device.kind == ClientDevice.Kind.STATIC:
-        assignments = list(
-            StaticDeviceAssignment.objects.for_account(ui.account)
-            .filter(device=device)
-            .select_related("gateway", "site")
-            .order_by("site__name")
-        )
+        assignments = list(queries.device_assignments(device))
     return render_page(
         request,
         ui,

@@ -483,3 +483,15 @@ def test_lists_search_and_paginate(alice_client: Client, world: Any, acme: Any) 
     assert "team-54" in page2 and "team-00" not in page2
     found = alice_client.get(reverse("group_list"), {"q": "team-0"}).content.decode()
     assert "team-09" in found and "team-10" not in found and "10 total" in found
+
+
+def test_device_detail_lists_the_sites_its_config_reaches(alice_client: Client, world: Any) -> None:
+    def reach(device: Any) -> str:
+        html = alice_client.get(reverse("device_detail", args=[device.pk])).content.decode()
+        return html.split('<ul class="plain">', 1)[1].split("</ul>", 1)[0]
+
+    # bob is in Engineering, whose policy reaches Wiki at HQ; alice is granted nothing.
+    assert "HQ:" in reach(world["device"])
+    assert "No resources reachable yet" not in reach(world["device"])
+    assert "No resources reachable yet" in reach(world["alice_device"])
+    assert "HQ:" not in reach(world["alice_device"])
