@@ -272,10 +272,10 @@ def connect_gateway(
             gateway.save()
         except ValidationFailed as exc:
             raise GatewayRefused(protocol.CloseCode.BAD_PARAMETERS, str(exc)) from exc
-    _adopt_static_devices(gateway)
-    if peer_visible_change:
-        for device_id in _devices_of_gateway(gateway.pk):
-            _refresh_config_version(device_id)
+    adopted = _adopt_static_devices(gateway)
+    # A peer-visible change re-renders every device of the gateway, the adopted ones included.
+    for device_id in _devices_of_gateway(gateway.pk) if peer_visible_change else adopted:
+        _refresh_config_version(device_id)
     presence.send_on_commit(envelopes)
     return gateway
 
@@ -299,8 +299,9 @@ def _pick_gateway(
     return random.choice([c for c in candidates if c.load == least])  # type: ignore[attr-defined]
 
 
-def _adopt_static_devices(gateway: Gateway) -> None:
-    """Give ``gateway`` the site's static devices that have no online gateway (init sends them)."""
+def _adopt_static_devices(gateway: Gateway) -> list[uuid.UUID]:
+    """Give ``gateway`` the site's static devices that have no online gateway (init sends them);
+    returns their ids (their configs need re-rendering)."""
     orphans = (
         StaticDeviceAssignment.objects.select_for_update(of=("self",))
         .filter(account_id=gateway.account_id, site_id=gateway.site_id)
@@ -312,8 +313,7 @@ def _adopt_static_devices(gateway: Gateway) -> None:
         assignment.gateway = gateway
         assignment.save(update_fields=["gateway"])
         moved.append(assignment.device_id)
-    for device_id in moved:
-        _refresh_config_version(device_id)
+    return moved
 
 
 class HeartbeatResult:
