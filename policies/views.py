@@ -83,27 +83,6 @@ def resource_list(request: HttpRequest, ui: UI) -> HttpResponse:
     )
 
 
-def _resource_form_page(
-    request: HttpRequest,
-    ui: UI,
-    form: forms.ResourceForm,
-    *,
-    title: str,
-    cancel_url: str,
-    submit_label: str = "Save",
-) -> HttpResponse:
-    return form_page(
-        request,
-        ui,
-        form,
-        title=title,
-        cancel_url=cancel_url,
-        submit_label=submit_label,
-        template="policies/resource_form.html",
-        nav="resources",
-    )
-
-
 @admin_required
 def resource_new(request: HttpRequest, ui: UI) -> HttpResponse:
     initial = {"site": request.GET.get("site", "")}
@@ -126,13 +105,15 @@ def resource_new(request: HttpRequest, ui: UI) -> HttpResponse:
         else:
             messages.success(request, f"Resource {resource.name} created.")
             return redirect("resource_detail", resource.pk)
-    return _resource_form_page(
+    return form_page(
         request,
         ui,
         form,
         title="New resource",
         cancel_url=reverse("resource_list"),
         submit_label="Create resource",
+        template="policies/resource_form.html",
+        nav="resources",
     )
 
 
@@ -183,12 +164,14 @@ def resource_edit(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
         else:
             messages.success(request, "Resource saved.")
             return redirect("resource_detail", resource.pk)
-    return _resource_form_page(
+    return form_page(
         request,
         ui,
         form,
         title=f"Edit {resource.name}",
         cancel_url=reverse("resource_detail", args=[resource.pk]),
+        template="policies/resource_form.html",
+        nav="resources",
     )
 
 
@@ -285,28 +268,6 @@ def _time_zones() -> list[str]:
     return sorted(available_timezones())
 
 
-def _policy_form_page(
-    request: HttpRequest,
-    ui: UI,
-    form: forms.PolicyForm,
-    *,
-    title: str,
-    cancel_url: str,
-    submit_label: str = "Save",
-) -> HttpResponse:
-    return form_page(
-        request,
-        ui,
-        form,
-        title=title,
-        cancel_url=cancel_url,
-        submit_label=submit_label,
-        template="policies/policy_form.html",
-        nav="policies",
-        extra={"time_zones": _time_zones()},
-    )
-
-
 class _PolicyFields(TypedDict):
     group: Group
     resource: Resource
@@ -365,13 +326,16 @@ def policy_new(request: HttpRequest, ui: UI) -> HttpResponse:
             else:
                 messages.success(request, "Policy created.")
                 return redirect("policy_detail", policy.pk)
-    return _policy_form_page(
+    return form_page(
         request,
         ui,
         form,
         title="New policy",
         cancel_url=reverse("policy_list"),
         submit_label="Create policy",
+        template="policies/policy_form.html",
+        nav="policies",
+        extra={"time_zones": _time_zones()},
     )
 
 
@@ -418,12 +382,15 @@ def policy_edit(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
             else:
                 messages.success(request, "Policy saved.")
                 return redirect("policy_detail", policy.pk)
-    return _policy_form_page(
+    return form_page(
         request,
         ui,
         form,
         title="Edit policy",
         cancel_url=reverse("policy_detail", args=[policy.pk]),
+        template="policies/policy_form.html",
+        nav="policies",
+        extra={"time_zones": _time_zones()},
     )
 
 
