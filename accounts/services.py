@@ -186,7 +186,12 @@ def set_password(actor: Actor, password: str) -> None:
 
 @transaction.atomic
 def update_actor(
-    actor: Actor, *, name: str | None = None, email: str | None = None, type: str | None = None
+    actor: Actor,
+    *,
+    name: str | None = None,
+    email: str | None = None,
+    type: str | None = None,
+    password: str | None = None,
 ) -> Actor:
     actor = Actor.objects.select_for_update().get(pk=actor.pk, account_id=actor.account_id)
     if name is not None:
@@ -223,6 +228,8 @@ def update_actor(
                 group_ids=frozenset({left}),
             )
         )
+    if password:
+        set_password(actor, password)
     return actor
 
 
@@ -622,6 +629,33 @@ def use_token(secret: str, *, kind: str, remote_ip: str | None = None) -> Token 
         # The successor's first use ends its predecessor's grace period.
         Token.objects.filter(replaced_by=token, revoked_at__isnull=True).update(revoked_at=now)
     return token
+
+
+@transaction.atomic
+def issue_api_token(
+    account: Account,
+    *,
+    actor_id: uuid.UUID | str | None = None,
+    new_service_account: str = "",
+    name: str = "",
+    expires_in_days: int | None = None,
+) -> IssuedToken:
+    """An API token for an existing service account / API client of the account, or for a new
+    service account named ``new_service_account`` (created in the same transaction)."""
+    if actor_id:
+        actor = (
+            Actor.objects.for_account(account)
+            .filter(type__in=(Actor.Type.SERVICE_ACCOUNT, Actor.Type.API_CLIENT), pk=actor_id)
+            .first()
+        )
+        if actor is None:
+            raise NotFound("No such service account.")
+    else:
+        actor = create_actor(
+            account, name=new_service_account, email="", type=Actor.Type.SERVICE_ACCOUNT
+        )
+    expires_at = timezone.now() + timedelta(days=expires_in_days) if expires_in_days else None
+    return create_token(account, kind=Token.Kind.API, actor=actor, name=name, expires_at=expires_at)
 
 
 @transaction.atomic

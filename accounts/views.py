@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.views import LoginView, LogoutView
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.db import transaction
-from django.db.models import Count, Q
-from django.http import HttpRequest, HttpResponse
+from django.db.models import Count
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
@@ -18,7 +16,7 @@ from django.views.decorators.http import require_POST
 
 from accounts import forms, services
 from accounts.models import Actor, Group, Membership, Token
-from firezone_site.errors import PermissionDenied, ValidationFailed
+from firezone_site.errors import NotFound, PermissionDenied, ValidationFailed
 from firezone_site.ui import (
     UI,
     admin_required,
@@ -341,13 +339,13 @@ def actor_edit(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            with transaction.atomic():
-                services.update_actor(
-                    actor, name=data["name"], email=data["email"], type=data["type"]
-                )
-                if data["password"]:
-                    actor.refresh_from_db()
-                    services.set_password(actor, data["password"])
+            services.update_actor(
+                actor,
+                name=data["name"],
+                email=data["email"],
+                type=data["type"],
+                password=data["password"] or None,
+            )
         except ValidationFailed as exc:
             apply_errors(form, exc)
         else:
@@ -499,31 +497,16 @@ def settings_page(request: HttpRequest, ui: UI) -> HttpResponse:
 
 def _create_api_token(ui: UI, form: forms.ApiTokenForm) -> services.IssuedToken | None:
     data = form.cleaned_data
-    days = data.get("expires_in_days")
-    expires_at = timezone.now() + timedelta(days=days) if days else None
     try:
-        with transaction.atomic():
-            if data.get("actor"):
-                actor = get_or_404(
-                    Actor.objects.for_account(ui.account).filter(
-                        Q(type=Actor.Type.SERVICE_ACCOUNT) | Q(type=Actor.Type.API_CLIENT)
-                    ),
-                    data["actor"],
-                )
-            else:
-                actor = services.create_actor(
-                    ui.account,
-                    name=data["new_service_account"],
-                    email="",
-                    type=Actor.Type.SERVICE_ACCOUNT,
-                )
-            return services.create_token(
-                ui.account,
-                kind=Token.Kind.API,
-                actor=actor,
-                name=data.get("name") or "",
-                expires_at=expires_at,
-            )
+        return services.issue_api_token(
+            ui.account,
+            actor_id=data.get("actor") or None,
+            new_service_account=data.get("new_service_account") or "",
+            name=data.get("name") or "",
+            expires_in_days=data.get("expires_in_days") or None,
+        )
+    except NotFound as exc:
+        raise Http404(str(exc)) from exc
     except ValidationFailed as exc:
         apply_errors(
             form, exc, aliases={"name": "new_service_account", "expires_at": "expires_in_days"}

@@ -143,6 +143,15 @@ def delete_site(site: Site) -> None:
     publish(AccessChanged(account_id=site.account_id, reason="site_deleted"))
 
 
+@transaction.atomic
+def create_site_with_token(
+    account: Account, *, name: str
+) -> tuple[Site, account_services.IssuedToken]:
+    """A new site and its first gateway token, together or not at all."""
+    site = create_site(account, name=name)
+    return site, issue_gateway_token(site)
+
+
 def issue_gateway_token(site: Site, *, name: str = "") -> account_services.IssuedToken:
     return account_services.create_token(
         site.account, kind=Token.Kind.GATEWAY, name=name or f"{site.name} gateways", site_id=site.pk

@@ -8,7 +8,6 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -196,9 +195,9 @@ def site_new(request: HttpRequest, ui: UI) -> HttpResponse:
     form = forms.SiteForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            with transaction.atomic():
-                site = services.create_site(ui.account, name=form.cleaned_data["name"])
-                issued = services.issue_gateway_token(site)
+            site, issued = services.create_site_with_token(
+                ui.account, name=form.cleaned_data["name"]
+            )
         except ValidationFailed as exc:
             apply_errors(form, exc)
         else:

@@ -71,3 +71,37 @@ def test_expired_tokens_are_deleted(acme, bob) -> None:  # type: ignore[no-untyp
     assert accounts.delete_expired_tokens() == 1
     assert Token.objects.filter(pk=keep.token.pk).exists()
     assert not Token.objects.filter(pk=gone.token.pk).exists()
+
+
+def test_api_tokens_go_to_service_accounts_of_the_same_account_only(  # type: ignore[no-untyped-def]
+    acme, alice, bob, globex
+) -> None:
+    from firezone_site.errors import NotFound, ValidationFailed
+
+    issued = accounts.issue_api_token(acme, new_service_account="CI", expires_in_days=30)
+    assert issued.token.actor is not None and issued.token.actor.type == Actor.Type.SERVICE_ACCOUNT
+    assert issued.token.expires_at is not None
+    assert accounts.use_token(issued.secret, kind=Token.Kind.API) is not None
+    again = accounts.issue_api_token(acme, actor_id=issued.token.actor.pk, name="second")
+    assert again.token.actor_id == issued.token.actor.pk and again.token.expires_at is None
+    other = accounts.create_actor(globex, email="", name="Bot", type=Actor.Type.SERVICE_ACCOUNT)
+    for wrong in (bob.pk, other.pk):
+        with pytest.raises(NotFound):
+            accounts.issue_api_token(acme, actor_id=wrong)
+    before = Actor.objects.for_account(acme).count()
+    with pytest.raises(ValidationFailed):
+        accounts.issue_api_token(acme, new_service_account="  ")
+    assert Actor.objects.for_account(acme).count() == before
+
+
+def test_a_site_and_its_first_token_are_created_together_or_not_at_all(acme) -> None:  # type: ignore[no-untyped-def]
+    from firezone_site.errors import ValidationFailed
+    from gateways.models import Site
+
+    site, issued = gateways.create_site_with_token(acme, name="HQ")
+    assert issued.token.site_id == site.pk
+    tokens = Token.objects.for_account(acme).count()
+    with pytest.raises(ValidationFailed):
+        gateways.create_site_with_token(acme, name="HQ")
+    assert Site.objects.for_account(acme).count() == 1
+    assert Token.objects.for_account(acme).count() == tokens
