@@ -78,17 +78,16 @@ class TokenAdmin(admin.ModelAdmin[Token]):
         "kind",
         "account",
         "actor",
-        "site",
         "expires_at",
         "revoked_at",
         "last_used_at",
     )
     search_fields = ("name", "actor__email")
     list_filter = ("kind", "account", "revoked_at")
-    list_select_related = ("account", "actor", "site")
+    list_select_related = ("account", "actor")
     exclude = ("secret_hash",)
     readonly_fields = ("last_used_at", "last_used_ip", "replaced_by", "grace_until")
-    raw_id_fields = ("actor", "site")
+    raw_id_fields = ("actor",)
 
     def has_add_permission(self, request: object, obj: object = None) -> bool:
         return False  # issuing a token must go through the service that shows the secret once

@@ -555,13 +555,12 @@ def create_token(
     kind: str,
     name: str = "",
     actor: Actor | None = None,
-    site_id: uuid.UUID | None = None,
     expires_at: datetime | None = None,
 ) -> IssuedToken:
+    """A new token and its secret (shown once). A gateway token is only usable once
+    ``gateways.services.issue_gateway_token`` has bound it to a site, in the same transaction."""
     if kind not in Token.Kind.values:
         raise ValidationFailed({"kind": f"Choose one of: {', '.join(Token.Kind.values)}."})
-    if kind == Token.Kind.GATEWAY and site_id is None:
-        raise ValidationFailed({"site": "A gateway token belongs to a site."})
     if kind == Token.Kind.API and (
         actor is None or actor.type not in (Actor.Type.SERVICE_ACCOUNT, Actor.Type.API_CLIENT)
     ):
@@ -579,7 +578,6 @@ def create_token(
         name=name.strip()[:255],
         secret_hash=hash_secret(secret),
         actor=actor,
-        site_id=site_id,
         expires_at=expires_at,
     )
     return IssuedToken(token=token, secret=secret)
@@ -669,15 +667,17 @@ def revoke_token(token: Token) -> None:
 
 
 @transaction.atomic
-def rotate_gateway_token(token: Token, *, now: datetime | None = None) -> IssuedToken:
-    """Issue a successor for a gateway token; the old one works for 4 h or until the new is used."""
+def replace_token(token: Token, *, now: datetime | None = None) -> IssuedToken:
+    """Issue a successor for a gateway token; the old one works for 4 h or until the new is used.
+
+    Only the identity half of a rotation: ``gateways.services.rotate_gateway_token`` binds the
+    successor to the same site in the same transaction.
+    """
     now = now or timezone.now()
     token = Token.objects.select_for_update().get(pk=token.pk, account_id=token.account_id)
-    if token.kind != Token.Kind.GATEWAY or token.site_id is None:
+    if token.kind != Token.Kind.GATEWAY:
         raise ValidationFailed({"kind": "Only gateway tokens rotate."})
-    issued = create_token(
-        token.account, kind=Token.Kind.GATEWAY, name=token.name, site_id=token.site_id
-    )
+    issued = create_token(token.account, kind=Token.Kind.GATEWAY, name=token.name)
     token.replaced_by = issued.token
     token.grace_until = now + GATEWAY_TOKEN_GRACE
     token.save(update_fields=["replaced_by", "grace_until"])
@@ -691,10 +691,10 @@ def delete_expired_tokens(now: datetime | None = None) -> int:
     cutoff = now - timedelta(days=1)
     from django.db.models import Q
 
-    deleted, _ = Token.objects.filter(
+    _, per_model = Token.objects.filter(
         Q(expires_at__lte=cutoff) | Q(revoked_at__lte=cutoff) | Q(grace_until__lte=cutoff)
     ).delete()
-    return deleted
+    return per_model.get(Token._meta.label, 0)  # not the rows that cascade with them
 
 
 # --- bootstrap ---------------------------------------------------------------------------------

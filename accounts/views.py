@@ -16,8 +16,7 @@ from django.views.decorators.http import require_POST
 
 from accounts import forms, services
 from accounts.models import Actor, Group, Membership, Token
-from firezone_site.errors import NotFound, PermissionDenied, ValidationFailed
-from firezone_site.ui import (
+from accounts.ui import (
     UI,
     admin_required,
     apply_errors,
@@ -31,6 +30,7 @@ from firezone_site.ui import (
     render_page,
     search,
 )
+from firezone_site.errors import NotFound, PermissionDenied, ValidationFailed
 from gateways.models import ClientDevice
 
 # --- sign-in -----------------------------------------------------------------------------------

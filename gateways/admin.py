@@ -2,20 +2,13 @@ from django.contrib import admin
 
 from gateways.models import (
     AccountKeySecret,
+    Authorization,
     ClientDevice,
     Gateway,
-    Site,
+    GatewayToken,
     StaticDeviceAssignment,
     TunnelAddress,
 )
-
-
-@admin.register(Site)
-class SiteAdmin(admin.ModelAdmin[Site]):
-    list_display = ("name", "account", "created_at")
-    search_fields = ("name",)
-    list_filter = ("account",)
-    list_select_related = ("account",)
 
 
 @admin.register(Gateway)
@@ -82,3 +75,30 @@ class AccountKeySecretAdmin(admin.ModelAdmin[AccountKeySecret]):
 
     def has_change_permission(self, request: object, obj: object = None) -> bool:
         return False
+
+
+@admin.register(Authorization)
+class AuthorizationAdmin(admin.ModelAdmin[Authorization]):
+    list_display = (
+        "actor_email",
+        "resource_name",
+        "gateway",
+        "account",
+        "created_at",
+        "expires_at",
+        "revoked_at",
+        "revoke_reason",
+    )
+    search_fields = ("actor_email", "resource_name", "resource_address")
+    list_filter = ("account", "revoke_reason")
+    list_select_related = ("gateway", "account")
+    date_hierarchy = "created_at"
+    raw_id_fields = ("actor", "device", "resource", "policy", "gateway", "token")
+
+
+@admin.register(GatewayToken)
+class GatewayTokenAdmin(admin.ModelAdmin[GatewayToken]):
+    list_display = ("token", "site", "account", "created_at")
+    list_filter = ("account",)
+    list_select_related = ("token", "site", "account")
+    raw_id_fields = ("token", "site")

@@ -16,8 +16,14 @@ from django.db.models import Count, Q, QuerySet
 
 from accounts.models import Account, Membership
 from agents import protocol
-from gateways.models import AccountKeySecret, ClientDevice, Gateway, Site, StaticDeviceAssignment
-from policies.models import Authorization, Resource
+from gateways.models import (
+    AccountKeySecret,
+    Authorization,
+    ClientDevice,
+    Gateway,
+    StaticDeviceAssignment,
+)
+from policies.models import Resource, Site
 
 #: Resource kinds a static WireGuard config can express (AllowedIPs are networks).
 STATIC_KINDS = frozenset({Resource.Kind.CIDR, Resource.Kind.IP})

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from accounts import services as account_services
@@ -34,16 +34,17 @@ from firezone_site.events import AccessChanged, publish
 from gateways import configs, presence, queries
 from gateways.models import (
     AccountKeySecret,
+    Authorization,
     ClientDevice,
     Gateway,
-    Site,
+    GatewayToken,
     StaticDeviceAssignment,
     TunnelAddress,
 )
 from policies import evaluation
 from policies import queries as policy_queries
 from policies import services as policy_services
-from policies.models import Authorization, Policy
+from policies.models import Policy, Site
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,8 @@ def delete_site(site: Site) -> None:
             )
         ]
     )
+    # The site's gateway tokens end with it (their bindings would cascade, the tokens would not).
+    gateway_tokens(current).delete()
     current.delete()
     publish(AccessChanged(account_id=site.account_id, reason="site_deleted"))
 
@@ -152,9 +155,36 @@ def create_site_with_token(
     return site, issue_gateway_token(site)
 
 
+@transaction.atomic
 def issue_gateway_token(site: Site, *, name: str = "") -> account_services.IssuedToken:
-    return account_services.create_token(
-        site.account, kind=Token.Kind.GATEWAY, name=name or f"{site.name} gateways", site_id=site.pk
+    """A gateway token and its binding to ``site``, together or not at all."""
+    issued = account_services.create_token(
+        site.account, kind=Token.Kind.GATEWAY, name=name or f"{site.name} gateways"
+    )
+    GatewayToken.objects.create(account_id=site.account_id, token=issued.token, site=site)
+    return issued
+
+
+@transaction.atomic
+def rotate_gateway_token(
+    token: Token, *, now: datetime | None = None
+) -> account_services.IssuedToken:
+    """Issue a successor bound to the same site; the old one works for 4 h or until the new is
+    used (``accounts.services.replace_token``)."""
+    binding = GatewayToken.objects.for_account(token.account_id).filter(token_id=token.pk).first()
+    if binding is None:
+        raise ValidationFailed({"kind": "Only gateway tokens bound to a site rotate."})
+    issued = account_services.replace_token(token, now=now)
+    GatewayToken.objects.create(
+        account_id=binding.account_id, token=issued.token, site_id=binding.site_id
+    )
+    return issued
+
+
+def gateway_tokens(site: Site) -> QuerySet[Token]:
+    """The gateway tokens bound to ``site`` (any state)."""
+    return Token.objects.for_account(site.account_id).filter(
+        kind=Token.Kind.GATEWAY, gateway_binding__site=site
     )
 
 
@@ -223,11 +253,14 @@ def connect_gateway(
     account = token.account
     if account.disabled_at is not None:
         raise GatewayRefused(protocol.CloseCode.ACCOUNT_DISABLED, "the account is disabled")
-    assert token.site_id is not None  # a check constraint holds this for gateway tokens
+    binding = GatewayToken.objects.for_account(account).filter(token_id=token.pk).first()
+    if binding is None:  # issue_gateway_token binds every gateway token it creates
+        raise GatewayRefused(protocol.CloseCode.UNAUTHORIZED, "the gateway token has no site")
+    site_id = binding.site_id
     ensure_key_secret(account.pk)
     gateway = (
         Gateway.objects.select_for_update()
-        .filter(account_id=account.pk, site_id=token.site_id, external_id=params.external_id)
+        .filter(account_id=account.pk, site_id=site_id, external_id=params.external_id)
         .first()
     )
     key_taken = Gateway.objects.for_account(account).filter(public_key=params.public_key)
@@ -247,7 +280,7 @@ def connect_gateway(
         addresses = allocate_tunnel_address(account.pk)
         gateway = Gateway(
             account=account,
-            site_id=token.site_id,
+            site_id=site_id,
             external_id=params.external_id,
             address=addresses.slot,
             ipv4=addresses.ipv4,
@@ -814,7 +847,7 @@ def rotate_gateway_tokens(
     rotated = 0
     for token in due:
         with transaction.atomic():
-            issued = account_services.rotate_gateway_token(token, now=now)
+            issued = rotate_gateway_token(token, now=now)
             old = Token.objects.get(pk=token.pk)
             presence.send_on_commit(
                 [

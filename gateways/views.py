@@ -16,9 +16,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts import services as account_services
-from accounts.models import Actor, Token
-from firezone_site.errors import ValidationFailed
-from firezone_site.ui import (
+from accounts.models import Actor
+from accounts.ui import (
     UI,
     admin_required,
     apply_errors,
@@ -33,9 +32,10 @@ from firezone_site.ui import (
     render_page,
     search,
 )
+from firezone_site.errors import ValidationFailed
 from gateways import configs, forms, queries, services
-from gateways.models import ClientDevice, Gateway, Site
-from policies.models import Authorization, Policy, Resource
+from gateways.models import Authorization, ClientDevice, Gateway
+from policies.models import Policy, Resource, Site
 
 POLL_SECONDS = 5
 
@@ -217,11 +217,7 @@ def site_new(request: HttpRequest, ui: UI) -> HttpResponse:
 @admin_required
 def site_detail(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
     site = get_or_404(_sites(ui), pk)
-    tokens = (
-        Token.objects.for_account(ui.account)
-        .filter(kind=Token.Kind.GATEWAY, site=site)
-        .order_by("revoked_at", "-created_at")[:50]
-    )
+    tokens = services.gateway_tokens(site).order_by("revoked_at", "-created_at")[:50]
     resources = Resource.objects.for_account(ui.account).filter(site=site).order_by("name")
     return render_page(
         request,
@@ -250,9 +246,7 @@ def site_token(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
 @admin_required
 def site_token_revoke(request: HttpRequest, ui: UI, pk: str, token_pk: str) -> HttpResponse:
     site = get_or_404(_sites(ui), pk)
-    token = get_or_404(
-        Token.objects.for_account(ui.account).filter(kind=Token.Kind.GATEWAY, site=site), token_pk
-    )
+    token = get_or_404(services.gateway_tokens(site), token_pk)
     if request.method == "POST":
         account_services.revoke_token(token)
         messages.success(request, "Gateway token revoked.")

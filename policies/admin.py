@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from policies.models import Authorization, Policy, Resource
+from policies.models import Policy, Resource, Site
 
 
 @admin.register(Resource)
@@ -20,20 +20,9 @@ class PolicyAdmin(admin.ModelAdmin[Policy]):
     raw_id_fields = ("group", "resource")
 
 
-@admin.register(Authorization)
-class AuthorizationAdmin(admin.ModelAdmin[Authorization]):
-    list_display = (
-        "actor_email",
-        "resource_name",
-        "gateway",
-        "account",
-        "created_at",
-        "expires_at",
-        "revoked_at",
-        "revoke_reason",
-    )
-    search_fields = ("actor_email", "resource_name", "resource_address")
-    list_filter = ("account", "revoke_reason")
-    list_select_related = ("gateway", "account")
-    date_hierarchy = "created_at"
-    raw_id_fields = ("actor", "device", "resource", "policy", "gateway", "token")
+@admin.register(Site)
+class SiteAdmin(admin.ModelAdmin[Site]):
+    list_display = ("name", "account", "created_at")
+    search_fields = ("name",)
+    list_filter = ("account",)
+    list_select_related = ("account",)

@@ -10,8 +10,9 @@ from datetime import datetime
 from django.db.models import QuerySet
 
 from accounts.models import Account, Actor, Membership
+from gateways.models import Authorization
 from policies import evaluation
-from policies.models import Authorization, Policy, Resource
+from policies.models import Policy, Resource
 
 
 def _rule(policy: Policy) -> evaluation.PolicyRule:

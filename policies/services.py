@@ -18,9 +18,9 @@ from firezone_site.errors import (
     integrity_errors_as_validation,
 )
 from firezone_site.events import AccessChanged, publish
-from gateways.models import Site
+from gateways.models import Authorization
 from policies import evaluation, validation
-from policies.models import Authorization, Policy, Resource
+from policies.models import Policy, Resource, Site
 
 _CONSTRAINTS = {
     "resource_name_unique": ("name", "A resource with this name already exists."),

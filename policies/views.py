@@ -16,8 +16,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts.models import AuthProvider, Group
-from firezone_site.errors import ValidationFailed
-from firezone_site.ui import (
+from accounts.ui import (
     UI,
     admin_required,
     apply_errors,
@@ -29,9 +28,10 @@ from firezone_site.ui import (
     render_page,
     search,
 )
-from gateways.models import Site
+from firezone_site.errors import ValidationFailed
+from gateways.models import Authorization
 from policies import forms, queries, services, validation
-from policies.models import Authorization, Policy, Resource
+from policies.models import Policy, Resource, Site
 
 # --- resources ---------------------------------------------------------------------------------
 

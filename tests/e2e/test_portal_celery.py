@@ -94,9 +94,9 @@ def test_the_beat_expiry_job_revokes_an_expired_flow_and_the_agent_gets_reject_a
     from accounts.models import Actor
     from gateways import queries as gateway_queries
     from gateways import services as gateways
-    from gateways.models import ClientDevice
+    from gateways.models import Authorization, ClientDevice
     from policies import services as policies
-    from policies.models import Authorization, Policy, Resource
+    from policies.models import Policy, Resource
 
     job = settings.CELERY_BEAT_SCHEDULE["expire-authorizations"]
     assert job["task"] == "policies.expire_authorizations"

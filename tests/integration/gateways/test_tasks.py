@@ -13,9 +13,9 @@ from accounts import tasks as account_tasks
 from accounts.models import Account, Actor, Token
 from gateways import services
 from gateways import tasks as gateway_tasks
-from gateways.models import Gateway, Site, StaticDeviceAssignment
+from gateways.models import Authorization, Gateway, StaticDeviceAssignment
 from policies import tasks as policy_tasks
-from policies.models import Authorization
+from policies.models import Site
 
 from .conftest import authorize, db, new_key, open_gateway, setup_access
 
