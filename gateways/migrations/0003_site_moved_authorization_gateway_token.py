@@ -11,23 +11,21 @@ def bind_gateway_tokens(apps, schema_editor):  # type: ignore[no-untyped-def]
     Token = apps.get_model("accounts", "Token")
     GatewayToken = apps.get_model("gateways", "GatewayToken")
     db = schema_editor.connection.alias
-    bindings = [
-        GatewayToken(
-            id=uuid.uuid4(),
-            account_id=account_id,
-            token_id=token_id,
-            site_id=site_id,
-            created_at=created_at,
-        )
-        for token_id, account_id, site_id, created_at in Token.objects.using(db)
+    rows = list(
+        Token.objects.using(db)
         .filter(site__isnull=False)
         .values_list("id", "account_id", "site_id", "created_at")
-        .iterator()
-    ]
-    GatewayToken.objects.using(db).bulk_create(bindings, batch_size=1000)
-    # bulk_create bypasses auto_now_add only when the field is set; keep the token's creation time.
-    for binding in bindings:
-        GatewayToken.objects.using(db).filter(pk=binding.pk).update(created_at=binding.created_at)
+    )
+    GatewayToken.objects.using(db).bulk_create(
+        [
+            GatewayToken(id=uuid.uuid4(), account_id=account_id, token_id=token_id, site_id=site_id)
+            for token_id, account_id, site_id, _ in rows
+        ],
+        batch_size=1000,
+    )
+    # auto_now_add stamped the migration's time; a binding is as old as its token.
+    for token_id, _, _, created_at in rows:
+        GatewayToken.objects.using(db).filter(token_id=token_id).update(created_at=created_at)
 
 
 def unbind_gateway_tokens(apps, schema_editor):  # type: ignore[no-untyped-def]
