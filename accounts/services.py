@@ -21,6 +21,7 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
+from accounts import hooks
 from accounts.models import Account, Actor, AuthProvider, Directory, Group, Membership, Token
 from firezone_site.errors import (
     NotFound,
@@ -310,21 +311,10 @@ def delete_actor(actor: Actor) -> None:
     actor = Actor.objects.select_for_update().get(pk=actor.pk, account_id=actor.account_id)
     if actor.type == Actor.Type.ADMIN and actor.disabled_at is None:
         _check_not_last_admin(actor)
-    # Devices go first, through the service that tells their gateways and frees their tunnel
-    # addresses; then the actor's remaining flows are revoked while they still name the actor.
-    from gateways import services as gateway_services
-    from gateways.models import ClientDevice, TunnelAddress
-    from policies import services as policy_services
-
-    dynamic_slots: list[uuid.UUID] = []
-    for device in ClientDevice.objects.for_account(actor.account_id).filter(actor=actor):
-        if device.kind == ClientDevice.Kind.STATIC:
-            gateway_services.delete_device(device)
-        else:
-            dynamic_slots.append(device.address_id)
-    revoked = policy_services.revoke_authorizations(
-        actor.account_id, actor_ids={actor.pk}, reason="actor_deleted"
-    )
+    # Devices go first (the layer that keeps them tells their gateways and frees their tunnel
+    # addresses); then the actor's remaining flows are revoked while they still name the actor.
+    hooks.delete_actor_devices(actor)
+    revoked = hooks.revoke_flows(actor.account_id, actor_ids={actor.pk}, reason="actor_deleted")
     event = AccessChanged(
         account_id=actor.account_id,
         reason="actor_deleted",
@@ -333,7 +323,6 @@ def delete_actor(actor: Actor) -> None:
     )
     user = actor.user
     actor.delete()
-    TunnelAddress.objects.filter(pk__in=dynamic_slots).delete()
     if user is not None:
         _end_sessions(user.pk)
         user.delete()
@@ -493,32 +482,19 @@ def disable_auth_provider(provider: AuthProvider) -> None:
     policy that requires this provider (``provider_id is_in [..., this, ...]``) is revoked; a
     client that signed in elsewhere simply asks again and is re-evaluated.
     """
-    from policies import services as policy_services
-    from policies.models import Policy
-
     now = timezone.now()
     AuthProvider.objects.filter(pk=provider.pk, account_id=provider.account_id).update(
         disabled_at=now
     )
-    provider_id = str(provider.pk)
-    needing = [
-        policy.pk
-        for policy in Policy.objects.for_account(provider.account_id).only("id", "conditions")
-        if any(
-            c.get("property") == "provider_id"
-            and c.get("operator") == "is_in"
-            and provider_id in c.get("values", [])
-            for c in policy.conditions
-        )
-    ]
-    revoked = policy_services.revoke_authorizations(
+    needing = hooks.policies_requiring_provider(provider.account_id, provider.pk)
+    revoked = hooks.revoke_flows(
         provider.account_id, policy_ids=needing, reason="provider_disabled"
     )
     publish(
         AccessChanged(
             account_id=provider.account_id,
             reason="provider_disabled",
-            policy_ids=frozenset(needing),
+            policy_ids=needing,
             authorization_ids=revoked,
         )
     )

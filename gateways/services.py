@@ -43,7 +43,6 @@ from gateways.models import (
 )
 from policies import evaluation
 from policies import queries as policy_queries
-from policies import services as policy_services
 from policies.models import Policy, Site
 
 log = logging.getLogger(__name__)
@@ -532,6 +531,38 @@ def _locked_static_device(device: ClientDevice) -> ClientDevice:
     return current
 
 
+def revoke_authorizations(
+    account_id: uuid.UUID,
+    *,
+    reason: str,
+    resource_ids: Iterable[uuid.UUID] | None = None,
+    policy_ids: Iterable[uuid.UUID] | None = None,
+    actor_ids: Iterable[uuid.UUID] | None = None,
+    device_ids: Iterable[uuid.UUID] | None = None,
+) -> frozenset[uuid.UUID]:
+    """Revoke the account's active authorizations matching every given filter.
+
+    The one place flows end (the rows stay as the audit trail); returns the revoked ids so the
+    caller's event can tell the gateways. Runs in the caller's transaction. Provides
+    ``accounts.hooks.revoke_flows`` (policies and accounts end flows through it).
+    """
+    qs = Authorization.objects.for_account(account_id).filter(revoked_at__isnull=True)
+    if resource_ids is not None:
+        qs = qs.filter(resource_id__in=resource_ids)
+    if policy_ids is not None:
+        qs = qs.filter(policy_id__in=policy_ids)
+    if actor_ids is not None:
+        qs = qs.filter(actor_id__in=actor_ids)
+    if device_ids is not None:
+        qs = qs.filter(device_id__in=device_ids)
+    ids = frozenset(qs.select_for_update().values_list("pk", flat=True))
+    if ids:
+        Authorization.objects.filter(pk__in=ids).update(
+            revoked_at=timezone.now(), revoke_reason=reason[:64]
+        )
+    return ids
+
+
 @transaction.atomic
 def disable_device(device: ClientDevice) -> ClientDevice:
     """Disable a static device: gateways drop it at once; its config stops working."""
@@ -540,7 +571,7 @@ def disable_device(device: ClientDevice) -> ClientDevice:
         current.disabled_at = timezone.now()
         current.save(update_fields=["disabled_at"])
         _sync_device(current)
-        revoked = policy_services.revoke_authorizations(
+        revoked = revoke_authorizations(
             current.account_id, device_ids={current.pk}, reason="device_disabled"
         )
         publish(
@@ -573,7 +604,7 @@ def delete_device(device: ClientDevice) -> None:
         for a in StaticDeviceAssignment.objects.filter(device_id=current.pk)
         if a.gateway_id is not None
     ]
-    revoked = policy_services.revoke_authorizations(
+    revoked = revoke_authorizations(
         current.account_id, device_ids={current.pk}, reason="device_deleted"
     )
     slot_id = current.address_id
@@ -587,6 +618,23 @@ def delete_device(device: ClientDevice) -> None:
     TunnelAddress.objects.filter(pk=slot_id).delete()
     presence.send_on_commit(presence.to_gateways(pushes))
     publish(event)
+
+
+def delete_actor_devices(actor: Actor) -> None:
+    """Delete an actor's devices before the actor goes (provides
+    ``accounts.hooks.delete_actor_devices``; runs in ``accounts.services.delete_actor``'s
+    transaction). Static devices go through :func:`delete_device`, which tells their gateways;
+    client-agent devices only have flows, which the caller revokes with the actor's."""
+    dynamic_slots: list[uuid.UUID] = []
+    for device in ClientDevice.objects.for_account(actor.account_id).filter(actor=actor):
+        if device.kind == ClientDevice.Kind.STATIC:
+            delete_device(device)
+        else:
+            dynamic_slots.append(device.address_id)
+    ClientDevice.objects.for_account(actor.account_id).filter(
+        actor=actor, kind=ClientDevice.Kind.DYNAMIC
+    ).delete()
+    TunnelAddress.objects.filter(pk__in=dynamic_slots).delete()
 
 
 def static_context(now: datetime) -> evaluation.ClientContext:

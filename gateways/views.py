@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import uuid
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -497,3 +499,53 @@ def device_disable(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
 @admin_required
 def device_enable(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
     return _device_action(request, ui, pk, action="enable")
+
+
+# --- authorizations (audit log) ------------------------------------------------------------------
+
+
+def filtered_authorizations(ui: UI, form: forms.AuthorizationFilterForm, now: datetime) -> Any:
+    if not form.is_valid():
+        return queries.authorizations(ui.account).none()
+    data = form.cleaned_data
+    status = data.get("status")
+    qs = (
+        queries.active_authorizations(ui.account, now)
+        if status == "active"
+        else queries.authorizations(ui.account)
+    )
+    qs = search(qs, data.get("q") or "", ["actor_email", "resource_name", "resource_address"])
+    if data.get("actor"):
+        qs = qs.filter(actor_email__icontains=data["actor"].strip())
+    if data.get("resource"):
+        term = data["resource"].strip()
+        qs = qs.filter(Q(resource_name__icontains=term) | Q(resource_address__icontains=term))
+    if data.get("since"):
+        qs = qs.filter(created_at__gte=data["since"])
+    if data.get("until"):
+        qs = qs.filter(created_at__lt=data["until"])
+    if status == "revoked":
+        qs = qs.filter(revoked_at__isnull=False)
+    elif status == "expired":
+        qs = qs.filter(expires_at__lte=now, revoked_at__isnull=True)
+    return qs.order_by("-created_at", "-id")
+
+
+@admin_required
+def authorization_list(request: HttpRequest, ui: UI) -> HttpResponse:
+    form = forms.AuthorizationFilterForm(request.GET)
+    now = timezone.now()
+    page = paginate(request, filtered_authorizations(ui, form, now))
+    return render_page(
+        request,
+        ui,
+        "gateways/authorization_list.html",
+        list_context(request, page, form=form, now=now),
+        nav="audit",
+    )
+
+
+def actor_page_context(account_id: uuid.UUID, actor: Actor) -> dict[str, Any]:
+    """Provides ``accounts.hooks.actor_page_context``: the devices card of an actor's page."""
+    devices = ClientDevice.objects.for_account(account_id).filter(actor=actor).order_by("name")
+    return {"devices": devices[:100]}

@@ -99,7 +99,7 @@ def test_the_beat_expiry_job_revokes_an_expired_flow_and_the_agent_gets_reject_a
     from policies.models import Policy, Resource
 
     job = settings.CELERY_BEAT_SCHEDULE["expire-authorizations"]
-    assert job["task"] == "policies.expire_authorizations"
+    assert job["task"] == "gateways.expire_authorizations"
     interval = float(job["schedule"])
 
     account = accounts.create_account(name="E2E Celery", slug=f"e2ec-{unique_name('a', 30)}")
@@ -208,7 +208,7 @@ def test_the_beat_expiry_job_revokes_an_expired_flow_and_the_agent_gets_reject_a
     assert expiring.revoked_at is not None
     revoked_at = expiring.revoked_at.timestamp()
     assert re.search(
-        r"Task policies\.expire_authorizations\[[0-9a-f-]+\] succeeded in \S+s: 1\b",
+        r"Task gateways\.expire_authorizations\[[0-9a-f-]+\] succeeded in \S+s: 1\b",
         celery.worker_log(),
     ), celery.logs()
     assert "Sending due task expire-authorizations" in celery.beat_log()

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from accounts.models import Account, Actor
 from gateways.models import Authorization
-from policies.tasks import expire_authorizations
+from gateways.tasks import expire_authorizations
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
