@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from firezone_site.readonly_admin import ReadOnlyAdmin
 from gateways.models import (
     AccountKeySecret,
     Authorization,
@@ -12,7 +13,7 @@ from gateways.models import (
 
 
 @admin.register(Gateway)
-class GatewayAdmin(admin.ModelAdmin[Gateway]):
+class GatewayAdmin(ReadOnlyAdmin[Gateway]):
     list_display = (
         "name",
         "site",
@@ -25,11 +26,10 @@ class GatewayAdmin(admin.ModelAdmin[Gateway]):
     search_fields = ("name", "external_id", "public_key", "ipv4", "ipv6")
     list_filter = ("online", "account", "site")
     list_select_related = ("site", "account")
-    raw_id_fields = ("address",)
 
 
 @admin.register(ClientDevice)
-class ClientDeviceAdmin(admin.ModelAdmin[ClientDevice]):
+class ClientDeviceAdmin(ReadOnlyAdmin[ClientDevice]):
     list_display = (
         "name",
         "actor",
@@ -43,42 +43,34 @@ class ClientDeviceAdmin(admin.ModelAdmin[ClientDevice]):
     search_fields = ("name", "external_id", "public_key", "ipv4", "ipv6", "actor__email")
     list_filter = ("kind", "account", "disabled_at")
     list_select_related = ("actor", "account")
-    raw_id_fields = ("actor", "address")
 
 
 @admin.register(TunnelAddress)
-class TunnelAddressAdmin(admin.ModelAdmin[TunnelAddress]):
+class TunnelAddressAdmin(ReadOnlyAdmin[TunnelAddress]):
     list_display = ("slot", "account", "created_at")
     search_fields = ("slot",)
     list_filter = ("account",)
 
 
 @admin.register(StaticDeviceAssignment)
-class StaticDeviceAssignmentAdmin(admin.ModelAdmin[StaticDeviceAssignment]):
+class StaticDeviceAssignmentAdmin(ReadOnlyAdmin[StaticDeviceAssignment]):
     list_display = ("device", "site", "gateway", "account", "created_at")
     search_fields = ("device__name", "site__name", "gateway__name")
     list_filter = ("account", "site")
     list_select_related = ("device", "site", "gateway", "account")
-    raw_id_fields = ("device", "site", "gateway")
 
 
 @admin.register(AccountKeySecret)
-class AccountKeySecretAdmin(admin.ModelAdmin[AccountKeySecret]):
+class AccountKeySecretAdmin(ReadOnlyAdmin[AccountKeySecret]):
     # Preshared keys derive from this secret: staff may see that it exists, never its value.
     list_display = ("account", "created_at")
     list_filter = ("account",)
     exclude = ("secret",)
     readonly_fields = ("account", "created_at")
 
-    def has_add_permission(self, request: object, obj: object = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: object, obj: object = None) -> bool:
-        return False
-
 
 @admin.register(Authorization)
-class AuthorizationAdmin(admin.ModelAdmin[Authorization]):
+class AuthorizationAdmin(ReadOnlyAdmin[Authorization]):
     list_display = (
         "actor_email",
         "resource_name",
@@ -93,12 +85,10 @@ class AuthorizationAdmin(admin.ModelAdmin[Authorization]):
     list_filter = ("account", "revoke_reason")
     list_select_related = ("gateway", "account")
     date_hierarchy = "created_at"
-    raw_id_fields = ("actor", "device", "resource", "policy", "gateway", "token")
 
 
 @admin.register(GatewayToken)
-class GatewayTokenAdmin(admin.ModelAdmin[GatewayToken]):
+class GatewayTokenAdmin(ReadOnlyAdmin[GatewayToken]):
     list_display = ("token", "site", "account", "created_at")
     list_filter = ("account",)
     list_select_related = ("token", "site", "account")
-    raw_id_fields = ("token", "site")

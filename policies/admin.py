@@ -1,10 +1,11 @@
 from django.contrib import admin
 
+from firezone_site.readonly_admin import ReadOnlyAdmin
 from policies.models import Policy, Resource, Site
 
 
 @admin.register(Resource)
-class ResourceAdmin(admin.ModelAdmin[Resource]):
+class ResourceAdmin(ReadOnlyAdmin[Resource]):
     list_display = ("name", "kind", "address", "site", "account", "created_at")
     search_fields = ("name", "address", "address_description")
     list_filter = ("kind", "ip_stack", "account", "site")
@@ -12,16 +13,15 @@ class ResourceAdmin(admin.ModelAdmin[Resource]):
 
 
 @admin.register(Policy)
-class PolicyAdmin(admin.ModelAdmin[Policy]):
+class PolicyAdmin(ReadOnlyAdmin[Policy]):
     list_display = ("group", "resource", "account", "disabled_at", "created_at")
     search_fields = ("group__name", "resource__name", "description")
     list_filter = ("account", "disabled_at")
     list_select_related = ("group", "resource", "account")
-    raw_id_fields = ("group", "resource")
 
 
 @admin.register(Site)
-class SiteAdmin(admin.ModelAdmin[Site]):
+class SiteAdmin(ReadOnlyAdmin[Site]):
     list_display = ("name", "account", "created_at")
     search_fields = ("name",)
     list_filter = ("account",)
