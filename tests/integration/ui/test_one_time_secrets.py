@@ -11,7 +11,8 @@ from django.urls import reverse
 
 from accounts import services as accounts
 from accounts.models import Account, Actor, Token
-from gateways.models import ClientDevice, Site
+from gateways.models import ClientDevice
+from policies.models import Site
 from tests.integration.ui.conftest import signed_in
 
 pytestmark = pytest.mark.django_db
