@@ -561,7 +561,16 @@ class PortalClient:
     @staticmethod
     async def _send_all(ws: Any, messages: Sequence[p.GatewayMessage]) -> None:
         for m in messages:
-            await ws.send(p.dump(m))
+            frame = p.dump(m)
+            size = len(frame.encode("utf-8"))
+            if size > p.MAX_FRAME_BYTES:
+                # The portal would close the socket with 1009 and this frame would be lost anyway.
+                log.error(
+                    "not sending a frame larger than the protocol allows",
+                    extra={"type": m.TYPE, "bytes": size, "limit": p.MAX_FRAME_BYTES},
+                )
+                continue
+            await ws.send(frame)
 
     def _expire(self) -> None:
         step = self.state.expire(time.time())

@@ -16,6 +16,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from firezone_site.webserver import DAPHNE_OPTIONS
+
 
 class Command(BaseCommand):
     help = "Serve HTTP + websockets through daphne together with a Celery worker and beat."
@@ -32,14 +34,12 @@ class Command(BaseCommand):
             "web": [
                 py,
                 "-m",
-                "daphne",
+                "firezone_site.webserver",  # daphne, closing oversized frames with 1009
                 "-b",
                 options["host"],
                 "-p",
                 str(options["port"]),
-                # Agents reconnect anyway, but there is no reason to cut healthy sockets daily.
-                "--websocket_timeout",
-                "-1",
+                *DAPHNE_OPTIONS,
                 "firezone_site.asgi:application",
             ],
         }
