@@ -248,6 +248,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict[str, Any] = {
     "expire-authorizations": {"task": "policies.expire_authorizations", "schedule": 10.0},
     "sweep-stale-gateways": {"task": "gateways.sweep_stale_gateways", "schedule": 60.0},
+    "remove-offline-gateways": {"task": "gateways.remove_offline_gateways", "schedule": 3600.0},
     # Also how soon a static device's time-window condition takes effect at a window's edge.
     "resync-static-devices": {"task": "gateways.resync_static_devices", "schedule": 60.0},
     "rotate-gateway-tokens": {"task": "gateways.rotate_gateway_tokens", "schedule": 3600.0},
@@ -293,3 +294,19 @@ FZ_TUNNEL_IPV4 = "100.64.0.0/11"
 FZ_TUNNEL_IPV6 = "fd00:2021:1111::/107"
 FZ_GATEWAY_PORT = 51820
 FZ_HEARTBEAT_TIMEOUT_S = float(os.environ.get("FZ_HEARTBEAT_TIMEOUT_S", "37"))
+
+
+def _positive_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    if raw == "":
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a positive whole number")
+    return int(raw)
+
+
+# One site token must not be able to create gateways (and take tunnel addresses) without bound:
+# a new external_id beyond this many gateways in the site is refused (close 4008).
+FZ_MAX_GATEWAYS_PER_SITE = _positive_int("FZ_MAX_GATEWAYS_PER_SITE", 100)
+# Gateways offline for longer than this are removed (Celery beat), releasing their addresses.
+FZ_GATEWAY_RETENTION_DAYS = _positive_int("FZ_GATEWAY_RETENTION_DAYS", 30)
