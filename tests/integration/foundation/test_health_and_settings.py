@@ -22,10 +22,10 @@ def test_readyz_reports_database_channel_layer_and_broker() -> None:
     response = Client().get("/readyz")
     body = response.json()
     assert response.status_code == 200, body
-    assert set(body["checks"]) == {"database", "channel_layer", "broker"}
-    assert body["checks"]["database"]["vendor"] == "postgresql"
-    assert body["checks"]["channel_layer"]["backend"] == "RedisChannelLayer"
-    assert all(check["ok"] for check in body["checks"].values())
+    assert body == {
+        "status": "ok",
+        "checks": {"database": "ok", "channel_layer": "ok", "broker": "ok"},
+    }
 
 
 @pytest.mark.django_db
@@ -47,9 +47,11 @@ def test_readyz_is_503_and_names_the_broken_part() -> None:
             channel_layers.backends.clear()
     body = response.json()
     assert response.status_code == 503
-    assert body["checks"]["channel_layer"]["ok"] is False
-    assert body["checks"]["channel_layer"]["error"]
-    assert body["checks"]["database"]["ok"] is True
+    # Names and ok/fail only: no exception text for an anonymous caller.
+    assert body == {
+        "status": "unavailable",
+        "checks": {"database": "ok", "channel_layer": "fail", "broker": "ok"},
+    }
 
 
 def _start_django(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -70,22 +70,25 @@ def _wait_healthy(portal: ServedPortal, timeout: float) -> None:
     raise RuntimeError(f"the portal did not answer /healthz within {timeout} s:\n{portal.log()}")
 
 
-@pytest.fixture(scope="module")
-def served_portal(
-    django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
+@contextlib.contextmanager
+def serve_portal(
+    tmp: Path, environment: dict[str, str] | None = None, **overrides: str
 ) -> Iterator[ServedPortal]:
+    """``manage.py serve --no-worker``; by default on this process's test database and Redis
+    prefix. ``environment`` replaces that environment entirely; ``overrides`` change it."""
     from django.db import connection
 
-    tmp = tmp_path_factory.mktemp("served")
-    base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
-    env = {
-        **os.environ,
-        "DATABASE_URL": base.rsplit("/", 1)[0] + "/" + connection.settings_dict["NAME"],
-        "FZ_VAR_DIR": str(tmp / "var"),
-        "FZ_TESTING": "1",
-        "DJANGO_SETTINGS_MODULE": "firezone_site.settings",
-        "PYTHONPATH": str(REPO_ROOT),
-    }
+    if environment is None:
+        base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
+        environment = {
+            **os.environ,
+            "DATABASE_URL": base.rsplit("/", 1)[0] + "/" + connection.settings_dict["NAME"],
+            "FZ_VAR_DIR": str(tmp / "var"),
+            "FZ_TESTING": "1",
+            "DJANGO_SETTINGS_MODULE": "firezone_site.settings",
+            "PYTHONPATH": str(REPO_ROOT),
+        }
+    env = {**environment, **overrides}
     port = free_port()
     log_path = tmp / "serve.log"
     with log_path.open("ab") as log:
@@ -106,3 +109,11 @@ def served_portal(
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def served_portal(
+    django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServedPortal]:
+    with serve_portal(tmp_path_factory.mktemp("served")) as portal:
+        yield portal
