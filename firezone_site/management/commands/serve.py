@@ -26,6 +26,12 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--no-worker", action="store_true")
+        parser.add_argument(
+            "--proxy-headers",
+            action="store_true",
+            help="take the client address from X-Forwarded-For (only behind a reverse proxy that "
+            "overwrites it; docs/deploy.md)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         py = sys.executable
@@ -40,6 +46,7 @@ class Command(BaseCommand):
                 "-p",
                 str(options["port"]),
                 *DAPHNE_OPTIONS,
+                *(["--proxy-headers"] if options["proxy_headers"] else []),
                 "firezone_site.asgi:application",
             ],
         }

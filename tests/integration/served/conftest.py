@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,10 +72,15 @@ def _wait_healthy(portal: ServedPortal, timeout: float) -> None:
 
 @contextlib.contextmanager
 def serve_portal(
-    tmp: Path, environment: dict[str, str] | None = None, **overrides: str
+    tmp: Path,
+    environment: dict[str, str] | None = None,
+    *,
+    serve_args: Sequence[str] = (),
+    **overrides: str,
 ) -> Iterator[ServedPortal]:
-    """``manage.py serve --no-worker``; by default on this process's test database and Redis
-    prefix. ``environment`` replaces that environment entirely; ``overrides`` change it."""
+    """``manage.py serve --no-worker [serve_args]``; by default on this process's test database
+    and Redis prefix. ``environment`` replaces that environment entirely; ``overrides`` change
+    it."""
     from django.db import connection
 
     if environment is None:
@@ -93,7 +98,7 @@ def serve_portal(
     log_path = tmp / "serve.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "manage.py", "serve", "--no-worker", "--port", str(port)],
+            [sys.executable, "manage.py", "serve", "--no-worker", "--port", str(port), *serve_args],
             cwd=str(REPO_ROOT), env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             start_new_session=True,
         )  # fmt: skip
