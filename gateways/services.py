@@ -244,7 +244,7 @@ def connect_gateway(
     envelopes: list[presence.Envelope] = []
     peer_visible_change = False
     if gateway is None:
-        _check_gateway_cap(token.site_id)
+        _check_gateway_cap(account.pk, token.site_id)
         addresses = allocate_tunnel_address(account.pk)
         gateway = Gateway(
             account=account,
@@ -290,15 +290,15 @@ def connect_gateway(
     return gateway
 
 
-def _check_gateway_cap(site_id: uuid.UUID) -> None:
+def _check_gateway_cap(account_id: uuid.UUID, site_id: uuid.UUID) -> None:
     """Refuse a new gateway when the site already has FZ_MAX_GATEWAYS_PER_SITE of them.
 
     The site row is locked first, so concurrent first connects of different external ids in one
     site are counted one after the other and cannot both take the last place.
     """
-    Site.objects.select_for_update().filter(pk=site_id).first()
+    Site.objects.for_account(account_id).select_for_update().filter(pk=site_id).first()
     limit = int(settings.FZ_MAX_GATEWAYS_PER_SITE)
-    if Gateway.objects.filter(site_id=site_id).count() >= limit:
+    if Gateway.objects.for_account(account_id).filter(site_id=site_id).count() >= limit:
         raise GatewayRefused(
             protocol.CloseCode.TOO_MANY_GATEWAYS,
             f"the site already has {limit} gateways, the maximum (FZ_MAX_GATEWAYS_PER_SITE); "
