@@ -4,19 +4,23 @@
 and why (exception text, timings) goes to the log. It must also be fast (load balancers' probe
 timeouts are often 1-2 s): each check is one round trip with a short timeout.
 
-The channel-layer check sends a message to a fresh channel and receives it, through a *new*
-instance of the configured backend. The process's shared instance belongs to daphne's event loop
-(its receive loop or poller runs there while gateways are connected); receiving on it from this
-request's own loop waited for a wake-up that never came and took the whole timeout (2 s).
+The channel-layer check sends a message to a fresh channel and receives it, through a separate
+instance of the configured backend that lives on its own event-loop thread. The process's shared
+instance belongs to daphne's event loop (its receive loop or poller runs there while gateways are
+connected); receiving on it from the request's own loop waited for a wake-up that never came and
+took the whole 2 s timeout (embedded layer), or failed at once (channels_redis: "Two event loops
+are trying to receive() on one channel layer at once!").
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
 from django.db import connection
@@ -38,31 +42,57 @@ def _check_database() -> None:
         cursor.fetchone()
 
 
-def _check_channel_layer() -> None:
-    if DEFAULT_CHANNEL_LAYER not in channel_layers.configs:
-        raise RuntimeError("no channel layer configured")
-    layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+class _LayerProbe:
+    """A dedicated instance of the configured channel layer on its own event-loop thread.
 
-    async def roundtrip() -> None:
-        try:
+    Kept between calls so a check is two round trips on an open connection, not a new
+    connection pool each time; rebuilt when the configuration changes (tests override it).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._layer: Any = None
+        self._config = ""
+
+    def _instance(self) -> tuple[asyncio.AbstractEventLoop, Any]:
+        config = repr(channel_layers.configs.get(DEFAULT_CHANNEL_LAYER))
+        with self._lock:
+            if self._loop is None or not self._loop.is_running():
+                self._loop = asyncio.new_event_loop()
+                threading.Thread(
+                    target=self._loop.run_forever, name="readyz-channel-layer", daemon=True
+                ).start()
+                self._layer = None
+            if self._layer is None or config != self._config:
+                if DEFAULT_CHANNEL_LAYER not in channel_layers.configs:
+                    raise RuntimeError("no channel layer configured")
+                self._layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+                self._config = config
+            return self._loop, self._layer
+
+    def roundtrip(self, timeout: float) -> None:
+        loop, layer = self._instance()
+
+        async def once() -> None:
             channel = await layer.new_channel("readyz.")
             token = uuid.uuid4().hex
             await layer.send(channel, {"type": "readyz", "token": token})
             message = await layer.receive(channel)
             if message.get("token") != token:
                 raise RuntimeError("channel layer returned a different message")
-        finally:
-            # Release this instance's connections (channels_redis pools, the SQLite file).
-            for name in ("close_pools", "close"):
-                close = getattr(layer, name, None)
-                if close is not None:
-                    await close()
-                    break
 
-    async def bounded() -> None:
-        await asyncio.wait_for(roundtrip(), timeout=CHECK_TIMEOUT_S)
+        async def bounded() -> None:
+            await asyncio.wait_for(once(), timeout)
 
-    asyncio.run(bounded())
+        asyncio.run_coroutine_threadsafe(bounded(), loop).result(timeout + 1)
+
+
+_layer_probe = _LayerProbe()
+
+
+def _check_channel_layer() -> None:
+    _layer_probe.roundtrip(CHECK_TIMEOUT_S)
 
 
 def _check_broker() -> None:

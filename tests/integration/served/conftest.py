@@ -122,3 +122,22 @@ def served_portal(
 ) -> Iterator[ServedPortal]:
     with serve_portal(tmp_path_factory.mktemp("served")) as portal:
         yield portal
+
+
+async def settled(external_id: str, timeout: float = 15.0) -> None:
+    """Wait until the served portal has marked the gateway offline after its socket closed: its
+    disconnect transaction must not overlap the test's database flush (TRUNCATE deadlocks)."""
+    import asyncio
+
+    from channels.db import database_sync_to_async
+
+    from gateways.models import Gateway
+
+    def offline() -> bool:
+        return not Gateway.objects.filter(external_id=external_id, online=True).exists()
+
+    deadline = time.monotonic() + timeout
+    while not await database_sync_to_async(offline)():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the portal never marked {external_id} offline")
+        await asyncio.sleep(0.05)

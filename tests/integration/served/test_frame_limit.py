@@ -15,7 +15,7 @@ from accounts.models import Account
 from agents import protocol as p
 from gateways import services
 
-from .conftest import ServedPortal, http_get
+from .conftest import ServedPortal, http_get, settled
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -78,3 +78,4 @@ async def test_it_accepts_a_frame_of_the_limit_and_closes_1009_one_byte_over(
         assert (await next_frame(again))["type"] == "init"
     finally:
         await again.close()
+    await settled("gw-frames")

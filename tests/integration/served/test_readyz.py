@@ -19,7 +19,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from accounts.models import Account
 from gateways import services
 
-from .conftest import REPO_ROOT, ServedPortal, free_port, http_get, serve_portal
+from .conftest import REPO_ROOT, ServedPortal, free_port, http_get, serve_portal, settled
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -78,6 +78,7 @@ async def test_readyz_is_fast_while_a_gateway_is_connected(
         assert json.loads(await ws.recv())["type"] == "heartbeat_reply"
     finally:
         await ws.close()
+    await settled("gw-ready")
 
 
 def embedded_env(var: Path) -> dict[str, str]:

@@ -36,7 +36,7 @@ from accounts.models import Account
 from gateways import services
 from gateways.models import Gateway
 
-from .conftest import REPO_ROOT, ServedPortal, free_port, serve_portal
+from .conftest import REPO_ROOT, ServedPortal, free_port, serve_portal, settled
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -325,4 +325,5 @@ async def test_gateways_connect_through_it_and_the_portal_sees_the_real_client_a
         await ws.send('{"type":"heartbeat"}')
         assert json.loads(await ws.recv())["type"] == "heartbeat_reply"
         gateway = await database_sync_to_async(Gateway.objects.get)(pk=init["gateway_id"])
+    await settled("gw-proxied")
     assert ipaddress.ip_address(gateway.last_seen_remote_ip) == ipaddress.ip_address("127.0.0.2")
