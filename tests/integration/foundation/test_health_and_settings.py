@@ -81,6 +81,8 @@ def _start_django(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         ({"REDIS_URL": "http://nope", "SECRET_KEY": "x" * 40}, "REDIS_URL"),
         ({"SECRET_KEY": "short"}, "SECRET_KEY"),
         ({"DEBUG": "maybe"}, "DEBUG"),
+        ({"FZ_MAX_GATEWAYS_PER_SITE": "0"}, "FZ_MAX_GATEWAYS_PER_SITE"),
+        ({"FZ_GATEWAY_RETENTION_DAYS": "a month"}, "FZ_GATEWAY_RETENTION_DAYS"),
     ],
 )
 def test_misconfiguration_fails_at_start_naming_what_to_set(
