@@ -567,10 +567,12 @@ class Firewall:
         self, packet: bytes | bytearray | memoryview, info: PacketInfo, peer: _Peer, now: float
     ) -> bool:
         # The quoted packet starts after the 8-byte ICMP header; only its addresses are needed,
-        # and it is usually truncated, so it is not parsed as a whole packet.
+        # and it is usually truncated, so it is not parsed as a whole packet. Bytes past the IP
+        # packet's own length (trailing garbage in the buffer) are not part of the quote.
         start = info.l4_offset + 8
+        end = info.length
         if info.version == 4:
-            if len(packet) < start + 20 or packet[start] >> 4 != 4:
+            if end < start + 20 or packet[start] >> 4 != 4:
                 return False
             q_src = int.from_bytes(packet[start + 12 : start + 16], "big")
             q_dst = int.from_bytes(packet[start + 16 : start + 20], "big")
@@ -578,7 +580,7 @@ class Firewall:
                 return False
             rules = peer.rules4
         else:
-            if len(packet) < start + 40 or packet[start] >> 4 != 6:
+            if end < start + 40 or packet[start] >> 4 != 6:
                 return False
             q_src = int.from_bytes(packet[start + 8 : start + 24], "big")
             q_dst = int.from_bytes(packet[start + 24 : start + 40], "big")

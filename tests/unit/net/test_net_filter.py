@@ -269,10 +269,14 @@ def test_wrong_family_icmp_fragments_are_rejected_outbound(fw: Firewall) -> None
     assert fw.decide_outbound(ALICE, v4_icmp, NOW) is FORWARD
     assert fw.decide_outbound(ALICE, v6_icmpv6, NOW) is FORWARD
     # Internet resources compile the same way.
-    fw.allow(BOB, "i", rule(rid="inet", kind="internet", networks=(), filters=(Filter("icmp"),)), None)
-    assert fw.decide_outbound(
-        BOB, build.ip_packet(B4, "8.8.8.8", PROTO_ICMPV6, b"\x00" * 16, frag_offset=9), NOW
-    ) is REJECT
+    internet_icmp = rule(rid="inet", kind="internet", networks=(), filters=(Filter("icmp"),))
+    fw.allow(BOB, "i", internet_icmp, None)
+    assert (
+        fw.decide_outbound(
+            BOB, build.ip_packet(B4, "8.8.8.8", PROTO_ICMPV6, b"\x00" * 16, frag_offset=9), NOW
+        )
+        is REJECT
+    )
     assert fw.decide_outbound(BOB, _v6_fragment(B6, "2606:4700::1", PROTO_ICMP), NOW) is REJECT
 
 
@@ -449,6 +453,17 @@ def test_mutations_do_not_widen_access() -> None:
         data[pos] ^= 0xFF
         assert FUZZ_FW.decide_outbound(ALICE, bytes(data), NOW - 1) is not FORWARD, pos
     assert struct.unpack("!H", rejected[22:24])[0] == 22
+
+
+def test_an_icmp_error_quote_must_lie_inside_the_ip_packet(fw: Firewall) -> None:
+    # Trailing bytes after the IP total length are tolerated by the parser but are not part of
+    # the packet: a quote found only there does not route the error.
+    fw.allow(ALICE, "a", rule(), None)
+    quoted = build.udp(A4, WEB, 33434, 33435)[:28]
+    whole = build.icmp_error("192.0.2.1", A4, 11, 0, quoted)
+    assert fw.route_inbound(whole, NOW) == ALICE
+    cut = build.icmp_error("192.0.2.1", A4, 11, 0, quoted[:4])
+    assert fw.route_inbound(cut + quoted[4:], NOW) is None
 
 
 def test_errors_from_the_gateways_own_tunnel_address_reach_the_peer(fw: Firewall) -> None:
