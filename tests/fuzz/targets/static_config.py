@@ -116,11 +116,14 @@ def seeds() -> Iterator[tuple[str, bytes]]:
     )
     # Found while writing this target: "²" passes str.isdigit() but int() refuses it, so the port
     # escaped as a bare ValueError instead of a ConfigError naming the key.
-    yield "found-endpoint-superscript-port", (
-        b'[interface]\nprivate_key = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI="\n'
-        b'ipv4 = "100.64.0.2"\n\n[[gateways]]\n'
-        b'public_key = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="\n'
-        b'endpoint = "gw.example.com:\xc2\xb2"\nresources = ["10.0.0.0/24"]\n'
+    yield (
+        "found-endpoint-superscript-port",
+        (
+            b'[interface]\nprivate_key = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI="\n'
+            b'ipv4 = "100.64.0.2"\n\n[[gateways]]\n'
+            b'public_key = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="\n'
+            b'endpoint = "gw.example.com:\xc2\xb2"\nresources = ["10.0.0.0/24"]\n'
+        ),
     )
     yield "not-toml", b"[interface\nprivate_key = "
     yield (

@@ -2,8 +2,10 @@
 
 State: two devices with an established session (the in-memory pair of the unit tests, fixed seeds
 and clock, so the captured datagrams in the corpus decrypt on every run). Each input is handed to
-both sides as a datagram from the other side's endpoint, and to a second, identical responder
-through `decrypt_batch`.
+both sides as a datagram from the other side's endpoint, to a second, identical responder through
+`decrypt_batch`, and to a responder that is always under load (cookie replies, mac2). Handshake
+messages are also tried with mac1 recomputed for the receiver (mac1 only needs the receiver's
+public key, so any attacker can make it valid), which takes the fuzzer into the Noise code.
 
 Documented invalid input: none raises; a refused datagram comes back with `error` set to one of
 `agents.wireguard.ERRORS`. Properties checked per input:
@@ -18,9 +20,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from agents.net import build
-from agents.wireguard import ERRORS, Decapsulated
+from agents.wireguard import ERRORS, Decapsulated, Device, crypto
 from agents.wireguard import messages as m
-from tests.unit.wireguard.pair import A_ENDPOINT, B_ENDPOINT, Pair, ipv4_packet
+from agents.wireguard.noise import LABEL_MAC1
+from tests.unit.wireguard.pair import (
+    A_ENDPOINT,
+    B_ENDPOINT,
+    Pair,
+    ipv4_packet,
+    private_key,
+    seeded_rng,
+)
 
 INVALID: tuple[type[BaseException], ...] = ()  # nothing may raise
 SEED = 19
@@ -32,8 +42,22 @@ _MESSAGE_TYPES = {
 }
 
 
+def _never() -> bool:
+    return False
+
+
+def _always() -> bool:
+    return True
+
+
 def _established() -> Pair:
-    pair = Pair(seed=SEED)
+    """The unit tests' pair with its handshake done. Neither side ever counts itself under load:
+    the clock is fixed, so the default handshake-rate detector would stay on for good after a few
+    thousand fuzzed initiations and hide the Noise code behind cookie replies (the `loaded`
+    responder below covers that path)."""
+    pair = Pair(seed=SEED, under_load_b=_never)
+    pair.a.device = Device(private_key(SEED), rng=seeded_rng(SEED * 10 + 1), under_load=_never)
+    pair.a.device.add_peer(pair.b.device.public_key, endpoint=B_ENDPOINT)
     pair.handshake()
     return pair
 
@@ -42,6 +66,9 @@ class _State:
     def __init__(self) -> None:
         self.pair = _established()
         self.batch = _established()  # same keys and session indices: fed via decrypt_batch
+        # B's key, always under load: every handshake message needs a valid mac2 (cookie path).
+        self.loaded = Device(private_key(SEED + 1), rng=seeded_rng(SEED), under_load=_always)
+        self.loaded.add_peer(self.pair.a.device.public_key)
         self.delivered: set[tuple[str, int, int]] = set()
 
 
@@ -85,6 +112,20 @@ def state_delivered() -> set[tuple[str, int, int]]:
     return _state().delivered
 
 
+def _with_valid_mac1(data: bytes, receiver_public: bytes) -> bytes | None:
+    """`data` with mac1 recomputed for `receiver_public` when it is framed as a handshake
+    message: mac1 is keyed by the receiver's public key (which is not secret), so an attacker can
+    always compute it; fixing it lets the fuzzer reach the Noise processing behind it."""
+    if len(data) == m.INITIATION_SIZE and data[:4] == b"\x01\x00\x00\x00":
+        offset = m.INITIATION_MAC1_OFFSET
+    elif len(data) == m.RESPONSE_SIZE and data[:4] == b"\x02\x00\x00\x00":
+        offset = m.RESPONSE_MAC1_OFFSET
+    else:
+        return None
+    key = crypto.hash_(LABEL_MAC1, receiver_public)
+    return data[:offset] + crypto.mac(key, data[:offset]) + data[offset + 16 :]
+
+
 def one_input(data: bytes) -> None:
     st = _state()
     pair = st.pair
@@ -97,12 +138,21 @@ def one_input(data: bytes) -> None:
     )
     assert (peer, packet, error) == (at_b.peer, at_b.packet, at_b.error), "batch != single"
     assert len(transmits or []) == len(at_b.transmits), "batch != single (transmits)"
+    loaded = st.loaded.decapsulate(data, A_ENDPOINT, pair.now)
+    _check("loaded", loaded, data, a_key)
+    for name, device, source, sender_key in (
+        ("b", pair.b.device, A_ENDPOINT, a_key),
+        ("a", pair.a.device, B_ENDPOINT, b_key),
+        ("loaded", st.loaded, A_ENDPOINT, a_key),
+    ):
+        fixed = _with_valid_mac1(data, device.public_key)
+        if fixed is not None and fixed != data:
+            _check(name, device.decapsulate(fixed, source, pair.now), fixed, sender_key)
 
 
 def seeds() -> Iterator[tuple[str, bytes]]:
     # The handshake of the state's own pair: initiation, response, first data message.
-    pair = Pair(seed=SEED)
-    pair.handshake()
+    pair = _established()
     names = {m.MESSAGE_INITIATION: "initiation", m.MESSAGE_RESPONSE: "response"}
     for i, (who, t) in enumerate(pair.sent):
         yield f"handshake-{i}-{who}-{names.get(t.data[0], 'data')}", t.data
