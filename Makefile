@@ -59,4 +59,4 @@ $(VENV)/.installed-fuzz: pyproject.toml $(VENV)/.installed-dev
 	touch $@
 
 fuzz: $(VENV)/.installed-fuzz
-	$(PY) -m tests.fuzz.run --seconds $(FUZZ_SECONDS)
+	@$(PY) -m tests.fuzz.run --seconds $(FUZZ_SECONDS)
