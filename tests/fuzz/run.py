@@ -4,9 +4,10 @@
 
 Each target runs in its own process for ``--seconds`` (``FUZZ_SECONDS`` in the Makefile), starting
 from its committed corpus ``tests/fuzz/corpus/<target>/``; inputs that reach new coverage are
-written to ``var/fuzz/corpus/<target>/`` (not committed: copy the interesting ones over with
-``python -m tests.fuzz.seed_corpus --add``). An input that makes the target raise is counted, saved
-to ``var/fuzz/crashes/<target>/`` and the run goes on, so one run reports every kind of failure.
+written to ``var/fuzz/corpus/<target>/`` (not committed; ``python -m tests.fuzz.run --merge``
+adds those that reach coverage the committed corpus lacks, libFuzzer's ``-merge=1``). An input
+that makes the target raise is counted, saved to ``var/fuzz/crashes/<target>/`` and the run goes
+on, so one run reports every kind of failure.
 
 Prints one JSON object: per target the inputs executed, the rate (execs/s), the exceptions (count
 and the distinct kinds), and libFuzzer's coverage figures; exits 1 if any target raised.
@@ -32,7 +33,25 @@ ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / "var" / "fuzz"
 
 
-def _child(name: str, seconds: int, stats_path: Path) -> None:
+def _merge_launcher(name: str) -> Path:
+    """libFuzzer's -merge re-runs its own argv[0] for the inner passes: a script that starts this
+    child again with the libFuzzer arguments it is given."""
+    path = WORK / f"merge-{name}.sh"
+    path.write_text(
+        f'#!/bin/sh\ncd "{ROOT}" && exec "{sys.executable}" -m tests.fuzz.run'
+        f' --child {name} --libfuzzer "$@"\n'
+    )
+    path.chmod(0o755)
+    return path
+
+
+def _child(
+    name: str,
+    seconds: int,
+    stats_path: Path,
+    merge: bool = False,
+    libfuzzer_args: list[str] | None = None,
+) -> None:
     import atheris
 
     from tests.fuzz import targets
@@ -74,15 +93,21 @@ def _child(name: str, seconds: int, stats_path: Path) -> None:
     work = WORK / "corpus" / name
     work.mkdir(parents=True, exist_ok=True)
     write_stats()
-    argv = [
-        sys.argv[0],
-        f"-max_total_time={seconds}",
-        "-timeout=30",
-        "-rss_limit_mb=4096",
-        "-print_final_stats=1",
-        str(work),
-        str(corpus),
-    ]
+    if libfuzzer_args is not None:  # an inner pass of a merge (see _merge_launcher)
+        argv = [str(_merge_launcher(name)), *libfuzzer_args]
+    elif merge:
+        # Add to the committed corpus only the saved inputs that reach coverage it lacks.
+        argv = [str(_merge_launcher(name)), "-merge=1", "-timeout=30", str(corpus), str(work)]
+    else:
+        argv = [
+            sys.argv[0],
+            f"-max_total_time={seconds}",
+            "-timeout=30",
+            "-rss_limit_mb=4096",
+            "-print_final_stats=1",
+            str(work),
+            str(corpus),
+        ]
     atheris.Setup(argv, test_one_input)
     try:
         atheris.Fuzz()
@@ -137,14 +162,35 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=int(os.environ.get("FUZZ_SECONDS", 30)))
     parser.add_argument("--targets", default=",".join(targets.NAMES))
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="add the inputs earlier runs saved in var/fuzz/corpus that reach new coverage to "
+        "the committed corpus (libFuzzer -merge=1), instead of fuzzing",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--libfuzzer", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        _child(args.child, args.seconds, WORK / f"{args.child}.stats.json")
+        stats = WORK / f"{args.child}.stats.json"
+        _child(args.child, args.seconds, stats, args.merge, args.libfuzzer)
         return 0
     names = [n for n in args.targets.split(",") if n]
     for name in names:
         targets.load(name)  # fail fast on a typo
+    if args.merge:
+        for name in names:
+            before = len(list((targets.CORPUS_ROOT / name).iterdir()))
+            subprocess.run(
+                [sys.executable, "-m", "tests.fuzz.run", "--child", name, "--merge"],
+                cwd=ROOT,
+                capture_output=True,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                check=True,
+            )
+            after = len(list((targets.CORPUS_ROOT / name).iterdir()))
+            print(f"{name}: {after - before} inputs added ({after} in all)")
+        return 0
     results = {name: _run_target(name, args.seconds) for name in names}
     total_inputs = sum(r["inputs"] for r in results.values())
     total_exceptions = sum(r["exceptions"] for r in results.values())
