@@ -92,3 +92,6 @@ class TokenAdmin(admin.ModelAdmin[Token]):
 
     def has_add_permission(self, request: object, obj: object = None) -> bool:
         return False  # issuing a token must go through the service that shows the secret once
+
+
+import accounts.signin.admin  # noqa: E402, F401  (registers the sign-in models)
