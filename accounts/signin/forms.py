@@ -99,6 +99,12 @@ class ProviderForm(forms.Form):
         help_text="Google: leave empty. Okta: your Okta domain. Entra ID: the directory (tenant) "
         "id. Generic: the issuer URL.",
     )
+    discovery_url = forms.CharField(
+        label="Discovery document URL (optional)",
+        max_length=1000,
+        required=False,
+        help_text="Only when it is not at <issuer>/.well-known/openid-configuration.",
+    )
     client_id = forms.CharField(label="Client id", max_length=500)
     client_secret = forms.CharField(
         label="Client secret",

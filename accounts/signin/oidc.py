@@ -58,6 +58,8 @@ class ClientConfig:
     redirect_uri: str
     scopes: tuple[str, ...] = ("openid", "email", "profile")
     use_userinfo: bool = False
+    # Where the discovery document is when not at <issuer>/.well-known/openid-configuration.
+    discovery_url: str = ""
 
 
 _lock = threading.Lock()
@@ -77,14 +79,15 @@ def _get_json(url: str) -> dict[str, Any]:
     return data
 
 
-def discover(issuer: str) -> dict[str, Any]:
+def discover(issuer: str, discovery_url: str = "") -> dict[str, Any]:
     """The discovery document, cached an hour; its ``issuer`` must be the configured one."""
+    url = discovery_url or issuer.rstrip("/") + "/.well-known/openid-configuration"
     now = time.monotonic()
     with _lock:
-        hit = _discovery.get(issuer)
+        hit = _discovery.get(url)
     if hit is not None and now - hit[0] < DISCOVERY_TTL_S:
         return hit[1]
-    doc = _get_json(issuer.rstrip("/") + "/.well-known/openid-configuration")
+    doc = _get_json(url)
     if doc.get("issuer") != issuer:
         raise OIDCError(
             f"The discovery document names issuer {doc.get('issuer')!r}, not {issuer!r}: "
@@ -94,7 +97,7 @@ def discover(issuer: str) -> dict[str, Any]:
         if not isinstance(doc.get(key), str):
             raise OIDCError(f"The discovery document has no {key}.")
     with _lock:
-        _discovery[issuer] = (now, doc)
+        _discovery[url] = (now, doc)
     return doc
 
 
@@ -123,7 +126,7 @@ def _b64(data: bytes) -> str:
 
 
 def begin(config: ClientConfig) -> tuple[str, Pending]:
-    doc = discover(config.issuer)
+    doc = discover(config.issuer, config.discovery_url)
     pending = Pending(
         state=secrets.token_urlsafe(32),
         nonce=secrets.token_urlsafe(32),
@@ -241,7 +244,7 @@ def verify_id_token(
 
 def finish(config: ClientConfig, pending: Pending, code: str) -> dict[str, Any]:
     """Redeem the code and return the verified id_token claims (plus userinfo if configured)."""
-    doc = discover(config.issuer)
+    doc = discover(config.issuer, config.discovery_url)
     body = _redeem(config, doc, code, pending.verifier)
     claims = verify_id_token(
         body["id_token"],

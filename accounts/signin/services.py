@@ -223,6 +223,7 @@ def create_oidc_provider(
     context: str = AuthProvider.Context.BOTH,
     email_verification: str | None = None,
     use_userinfo: bool = False,
+    discovery_url: str = "",
     portal_session_lifetime: timedelta = timedelta(hours=8),
     client_session_lifetime: timedelta = timedelta(days=7),
 ) -> AuthProvider:
@@ -245,6 +246,8 @@ def create_oidc_provider(
     issuer = issuer_for(kind, value)
     if not issuer.startswith(("https://", "http://")):
         errors["value"] = "The issuer is a URL starting with https://."
+    if discovery_url.strip() and not discovery_url.strip().startswith(("https://", "http://")):
+        errors["discovery_url"] = "The discovery document URL starts with https://."
     if not timedelta(minutes=5) <= portal_session_lifetime <= timedelta(hours=24):
         errors["portal_session_lifetime"] = "Portal sessions last between 5 minutes and 24 hours."
     if errors:
@@ -264,6 +267,7 @@ def create_oidc_provider(
             "subject_claim": preset.subject_claim,
             "email_claims": list(preset.email_claims),
             "use_userinfo": use_userinfo,
+            "discovery_url": discovery_url.strip(),
         },
     )
     AuthProvider.objects.filter(pk=provider.pk).update(disabled_at=timezone.now())

@@ -218,6 +218,7 @@ def _client_config(request: HttpRequest, provider: AuthProvider) -> oidc.ClientC
         client_secret=services.client_secret(provider),
         redirect_uri=redirect_uri(request),
         use_userinfo=bool(provider.config.get("use_userinfo")),
+        discovery_url=str(provider.config.get("discovery_url", "")),
     )
 
 
@@ -369,6 +370,7 @@ def provider_new(request: HttpRequest, ui: UI) -> HttpResponse:
                 context=data["context"],
                 email_verification=data["email_verification"],
                 use_userinfo=data["use_userinfo"],
+                discovery_url=data["discovery_url"],
                 portal_session_lifetime=timedelta(hours=data["portal_session_hours"]),
                 client_session_lifetime=timedelta(days=data["client_session_days"]),
             )

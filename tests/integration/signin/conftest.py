@@ -58,3 +58,27 @@ def mailbox(settings: Any) -> Iterator[Mailbox]:
         yield box
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def tamper(iam_server: Any, iam_configuration: Any) -> Iterator[Any]:
+    from tests.integration.signin.oidc_lab import TokenTamper
+
+    signing = iam_configuration["CANAILLE_OIDC"]["ACTIVE_JWKS"][0]
+    proxy = TokenTamper(iam_server.url, signing)
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
+@pytest.fixture
+def idp_user(iam_server: Any) -> Iterator[Any]:
+    """A person at the identity provider whose verified address is alice's."""
+    user = iam_server.random_user(emails=["alice@acme.test"])
+    iam_server.login(user)
+    iam_server.consent(user)
+    try:
+        yield user
+    finally:
+        iam_server.logout()
