@@ -10,6 +10,7 @@ Canaille does not publish.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import uuid
 from collections.abc import Callable
@@ -110,14 +111,23 @@ def register_client(iam_server: Any) -> tuple[str, str]:
     iam_server.backend.save(client)
     client.audience = [client]
     iam_server.backend.save(client)
+    if iam_server.logged_user is not None:  # whoever is signed in there consents to it too
+        iam_server.consent(iam_server.logged_user, client)
     return client_id, secret
 
 
-def through_canaille(django_client: Any, start_url: str) -> Any:
+def through_canaille(django_client: Any, start_url: str, *, post: bool = False) -> Any:
     """Follow the sign-in out to Canaille (already signed in and consented there) and back."""
-    out = django_client.get(start_url)
+    out = django_client.post(start_url) if post else django_client.get(start_url)
     assert out.status_code == 302, out.content[:500]
-    at_idp = requests.get(out["Location"], allow_redirects=False, timeout=10)
+    # This request is the browser's, not the portal's: keep it out of the captured logs (the
+    # no-secrets-logged test checks what the portal logs).
+    urllib3_log = logging.getLogger("urllib3.connectionpool")
+    urllib3_log.disabled = True
+    try:
+        at_idp = requests.get(out["Location"], allow_redirects=False, timeout=10)
+    finally:
+        urllib3_log.disabled = False
     assert at_idp.status_code == 302, at_idp.text[:500]
     back = urlparse(at_idp.headers["Location"])
     assert f"{back.scheme}://{back.netloc}{back.path}" == REDIRECT_URI
