@@ -252,6 +252,10 @@ CELERY_BEAT_SCHEDULE: dict[str, Any] = {
     "resync-static-devices": {"task": "gateways.resync_static_devices", "schedule": 60.0},
     "rotate-gateway-tokens": {"task": "gateways.rotate_gateway_tokens", "schedule": 3600.0},
     "delete-expired-tokens": {"task": "accounts.delete_expired_tokens", "schedule": 3600.0},
+    "delete-expired-sign-in-codes": {
+        "task": "accounts.delete_expired_sign_in_codes",
+        "schedule": 3600.0,
+    },
 }
 
 REST_FRAMEWORK = {
