@@ -268,4 +268,4 @@ class Token(AccountScoped):
 
 
 # Registers the sign-in models with the app (they live in accounts.signin).
-from accounts.signin.models import SignInCode  # noqa: E402, F401
+from accounts.signin.models import DeviceAuthorization, SignInCode  # noqa: E402, F401

@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from accounts.signin.models import SignInCode
+from accounts.signin.models import DeviceAuthorization, SignInCode
 
 
 @admin.register(SignInCode)
@@ -17,6 +17,29 @@ class SignInCodeAdmin(admin.ModelAdmin[SignInCode]):
     exclude = ("code_hash",)
     readonly_fields = ("account", "actor", "provider", "attempts", "expires_at", "used_at")
     list_select_related = ("actor", "account")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(DeviceAuthorization)
+class DeviceAuthorizationAdmin(admin.ModelAdmin[DeviceAuthorization]):
+    list_display = ("client_name", "account", "actor", "created_at", "approved_at", "redeemed_at")
+    exclude = ("device_code_hash", "user_code_hash")
+    readonly_fields = (
+        "account",
+        "actor",
+        "provider",
+        "client_name",
+        "expires_at",
+        "approved_at",
+        "denied_at",
+        "redeemed_at",
+        "last_polled_at",
+    )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -137,3 +137,11 @@ class ClientSecretForm(forms.Form):
         strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "off"}),
     )
+
+
+class DeviceCodeForm(forms.Form):
+    code = forms.CharField(
+        label="Code shown by your client",
+        max_length=20,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "autocapitalize": "characters"}),
+    )

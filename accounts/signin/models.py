@@ -1,6 +1,8 @@
-"""Sign-in state kept in the database: email one-time codes."""
+"""Sign-in state kept in the database: email one-time codes, headless-client sign-ins."""
 
 from __future__ import annotations
+
+import uuid
 
 from django.db import models
 
@@ -30,3 +32,42 @@ class SignInCode(AccountScoped):
 
     def __str__(self) -> str:
         return f"sign-in code {self.pk}"
+
+
+class DeviceAuthorization(models.Model):
+    """A headless client's pending sign-in (like RFC 8628's device authorization grant).
+
+    Not tied to an account until a signed-in person confirms its user code; the client then
+    redeems its device code once for a client session token. Only hashes of both codes are
+    kept: the device code is 256 random bits (SHA-256 is enough), the user code is short and
+    lives ten minutes behind a signed-in, rate-limited confirmation page."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    device_code_hash = models.CharField(max_length=64, unique=True)
+    user_code_hash = models.CharField(max_length=64, unique=True)
+    account = models.ForeignKey(
+        "accounts.Account", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    actor = models.ForeignKey(
+        "accounts.Actor", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    provider = models.ForeignKey(
+        "accounts.AuthProvider",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+    )
+    client_name = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    approved_at = models.DateTimeField(null=True, blank=True)
+    denied_at = models.DateTimeField(null=True, blank=True)
+    redeemed_at = models.DateTimeField(null=True, blank=True)
+    last_polled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        app_label = "accounts"
+
+    def __str__(self) -> str:
+        return f"device sign-in {self.pk}"

@@ -22,9 +22,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts import services as account_services
-from accounts.models import Account, Actor, AuthProvider, Identity
+from accounts.models import Account, Actor, AuthProvider, Identity, Token
 from accounts.signin import crypto
-from accounts.signin.models import SignInCode
+from accounts.signin.models import DeviceAuthorization, SignInCode
 from accounts.signin.presets import PRESETS, issuer_for
 from accounts.signin.sessions import SESSION_PROVIDER_KEY
 from firezone_site.errors import ValidationFailed, clean_name
@@ -412,3 +412,149 @@ def end_provider_sessions(provider_id: uuid.UUID) -> int:
             session.delete()
             ended += 1
     return ended
+
+
+# --- headless clients: device authorization (RFC 8628-like) --------------------------------------
+
+DEVICE_CODE_TTL = timedelta(minutes=10)
+DEVICE_POLL_INTERVAL_S = 2
+USER_CODE_LENGTH = 8
+DEFAULT_CLIENT_LIFETIME = timedelta(days=7)
+
+
+def _sha256(value: str) -> str:
+    return account_services.hash_secret(value)
+
+
+def format_user_code(code: str) -> str:
+    code = normalize_code(code)
+    return f"{code[:4]}-{code[4:]}" if len(code) == USER_CODE_LENGTH else code
+
+
+@dataclass(frozen=True)
+class DeviceStart:
+    device_code: str  # the client's secret: redeemed for the token
+    user_code: str  # typed (or followed) by the person in a browser
+    expires_in: int
+    interval: int
+
+
+@transaction.atomic
+def start_device_authorization(*, client_name: str = "") -> DeviceStart:
+    device_code = secrets.token_urlsafe(32)
+    user_code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(USER_CODE_LENGTH))
+    DeviceAuthorization.objects.create(
+        device_code_hash=_sha256(device_code),
+        user_code_hash=_sha256(user_code),
+        client_name=client_name.strip()[:255],
+        expires_at=timezone.now() + DEVICE_CODE_TTL,
+    )
+    return DeviceStart(
+        device_code=device_code,
+        user_code=format_user_code(user_code),
+        expires_in=int(DEVICE_CODE_TTL.total_seconds()),
+        interval=DEVICE_POLL_INTERVAL_S,
+    )
+
+
+def pending_device_authorization(user_code: str) -> DeviceAuthorization | None:
+    """The unexpired, undecided sign-in a user code names (for the confirmation page)."""
+    return DeviceAuthorization.objects.filter(
+        user_code_hash=_sha256(normalize_code(user_code)),
+        expires_at__gt=timezone.now(),
+        approved_at__isnull=True,
+        denied_at__isnull=True,
+    ).first()
+
+
+@transaction.atomic
+def decide_device_authorization(
+    user_code: str, actor: Actor, provider_id: uuid.UUID | None, *, approve: bool
+) -> bool:
+    """The signed-in actor approves (or denies) the client that shows this user code."""
+    row = (
+        DeviceAuthorization.objects.select_for_update()
+        .filter(
+            user_code_hash=_sha256(normalize_code(user_code)),
+            expires_at__gt=timezone.now(),
+            approved_at__isnull=True,
+            denied_at__isnull=True,
+        )
+        .first()
+    )
+    if row is None or actor.disabled_at is not None or actor.type not in SIGN_IN_TYPES:
+        return False
+    provider = (
+        AuthProvider.objects.for_account(actor.account_id)
+        .filter(pk=provider_id, disabled_at__isnull=True)
+        .first()
+        if provider_id
+        else None
+    )
+    now = timezone.now()
+    row.account_id = actor.account_id
+    row.actor = actor
+    row.provider = provider
+    if approve:
+        row.approved_at = now
+    else:
+        row.denied_at = now
+    row.save(update_fields=["account", "actor", "provider", "approved_at", "denied_at"])
+    return True
+
+
+@dataclass(frozen=True)
+class DeviceTokenResult:
+    error: str = ""  # RFC 8628 error code when no token (authorization_pending, ...)
+    token: account_services.IssuedToken | None = None
+
+
+@transaction.atomic
+def redeem_device_code(device_code: str) -> DeviceTokenResult:
+    """The client's poll: a client session token once, after approval."""
+    row = (
+        DeviceAuthorization.objects.select_for_update(of=("self",))
+        .select_related("actor", "provider", "account")
+        .filter(device_code_hash=_sha256(device_code or ""))
+        .first()
+    )
+    now = timezone.now()
+    if row is None or row.redeemed_at is not None:
+        return DeviceTokenResult(error="invalid_grant")
+    if row.denied_at is not None:
+        return DeviceTokenResult(error="access_denied")
+    if row.approved_at is None:
+        if row.expires_at <= now:
+            return DeviceTokenResult(error="expired_token")
+        too_soon = row.last_polled_at is not None and (now - row.last_polled_at) < timedelta(
+            seconds=DEVICE_POLL_INTERVAL_S - 0.5
+        )
+        row.last_polled_at = now
+        row.save(update_fields=["last_polled_at"])
+        return DeviceTokenResult(error="slow_down" if too_soon else "authorization_pending")
+    actor = row.actor
+    if (
+        actor is None
+        or row.account is None
+        or actor.disabled_at is not None
+        or row.account.is_disabled
+        or (row.provider is not None and row.provider.disabled_at is not None)
+    ):
+        return DeviceTokenResult(error="access_denied")
+    lifetime = row.provider.client_session_lifetime if row.provider else DEFAULT_CLIENT_LIFETIME
+    issued = account_services.create_token(
+        row.account,
+        kind=Token.Kind.CLIENT,
+        name=row.client_name or "client sign-in",
+        actor=actor,
+        expires_at=now + lifetime,
+    )
+    if row.provider is not None:
+        Token.objects.filter(pk=issued.token.pk).update(provider=row.provider)
+    row.redeemed_at = now
+    row.save(update_fields=["redeemed_at"])
+    return DeviceTokenResult(token=issued)
+
+
+def introspect_client_token(secret: str, remote_ip: str | None) -> Token | None:
+    return account_services.use_token(secret, kind=Token.Kind.CLIENT, remote_ip=remote_ip)

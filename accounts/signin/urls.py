@@ -13,6 +13,10 @@ admin_urlpatterns = [
     path("settings/providers/<str:pk>/enable/", views.provider_enable, name="provider_enable"),
     path("settings/providers/<str:pk>/disable/", views.provider_disable, name="provider_disable"),
     path("sign-in/oidc/callback", views.oidc_callback, name="oidc_callback"),
+    path("device", views.device_confirm, name="device_confirm"),
+    path("api/client/device-code", views.device_start, name="device_start"),
+    path("api/client/token", views.device_token, name="device_token"),
+    path("api/client/introspect", views.token_introspect, name="token_introspect"),
 ]
 
 account_urlpatterns = [

@@ -15,10 +15,12 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.models import User
 from django.core.mail import EmailMessage
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from accounts.models import Account, Actor, AuthProvider
@@ -27,11 +29,20 @@ from accounts.signin.crypto import SecretUnavailable
 from accounts.signin.presets import PRESETS
 from accounts.signin.sessions import DEFAULT_PORTAL_LIFETIME, SESSION_PROVIDER_KEY
 from firezone_site.errors import ValidationFailed
-from firezone_site.ui import UI, admin_required, apply_errors, error_text, form_page, render_page
+from firezone_site.ui import (
+    UI,
+    admin_required,
+    apply_errors,
+    error_text,
+    form_page,
+    member_required,
+    render_page,
+)
 
 log = logging.getLogger(__name__)
 
 OIDC_SESSION_KEY = "fz_oidc_pending"
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 BACKEND = "accounts.auth.AccountEmailBackend"
 
 
@@ -465,3 +476,106 @@ def provider_disable(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
         request, f"Provider {provider.name} disabled: its sessions and client tokens ended."
     )
     return redirect("provider_detail", provider.pk)
+
+
+# --- headless clients: device sign-in ------------------------------------------------------------
+
+
+def _json(data: dict[str, Any], status: int = 200) -> HttpResponse:
+    response = JsonResponse(data, status=status)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@csrf_exempt
+@require_POST
+def device_start(request: HttpRequest) -> HttpResponse:
+    """RFC 8628 section 3.1-like: the client asks for a device code and a user code."""
+    start = services.start_device_authorization(client_name=request.POST.get("client_name", ""))
+    base = request.build_absolute_uri(reverse("device_confirm"))
+    return _json(
+        {
+            "device_code": start.device_code,
+            "user_code": start.user_code,
+            "verification_uri": base,
+            "verification_uri_complete": f"{base}?code={start.user_code}",
+            "expires_in": start.expires_in,
+            "interval": start.interval,
+        }
+    )
+
+
+@csrf_exempt
+@require_POST
+def device_token(request: HttpRequest) -> HttpResponse:
+    """RFC 8628 section 3.4-like: the client polls; the token comes once, after approval."""
+    if request.POST.get("grant_type") != DEVICE_GRANT:
+        return _json({"error": "unsupported_grant_type"}, status=400)
+    result = services.redeem_device_code(request.POST.get("device_code", ""))
+    if result.token is None:
+        return _json({"error": result.error}, status=400)
+    token = result.token.token
+    expires_in = int((token.expires_at - timezone.now()).total_seconds()) if token.expires_at else 0
+    return _json(
+        {"access_token": result.token.secret, "token_type": "Bearer", "expires_in": expires_in}
+    )
+
+
+@csrf_exempt
+@require_POST
+def token_introspect(request: HttpRequest) -> HttpResponse:
+    """RFC 7662-like, for a client to check its own session token (Authorization: Bearer)."""
+    header = request.headers.get("Authorization", "")
+    secret = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+    token = services.introspect_client_token(secret, request.META.get("REMOTE_ADDR"))
+    if token is None or token.actor is None:
+        return _json({"active": False})
+    return _json(
+        {
+            "active": True,
+            "token_type": "client",
+            "account": token.account.slug,
+            "actor": token.actor.email,
+            "exp": int(token.expires_at.timestamp()) if token.expires_at else None,
+        }
+    )
+
+
+@member_required
+def device_confirm(request: HttpRequest, ui: UI) -> HttpResponse:
+    """The signed-in person confirms the code their client shows."""
+    form = forms.DeviceCodeForm(
+        request.POST if request.method == "POST" else None,
+        initial={"code": request.GET.get("code", "")},
+    )
+    status = 200
+    done = ""
+    if request.method == "POST" and form.is_valid():
+        attempt = throttle.Attempt(
+            account=ui.account.slug, email="", ip=throttle.client_ip(request.META)
+        )
+        approve = request.POST.get("decision") != "deny"
+        provider_id = request.session.get(SESSION_PROVIDER_KEY)
+        if throttle.is_locked(attempt):
+            form.add_error(None, throttle.lockout_message())
+            status = 429
+        elif services.decide_device_authorization(
+            form.cleaned_data["code"],
+            ui.actor,
+            uuid.UUID(provider_id) if provider_id else None,
+            approve=approve,
+        ):
+            done = "approved" if approve else "denied"
+        else:
+            throttle.record_failure(attempt)
+            form.add_error("code", "No client is waiting with this code (or it expired).")
+            status = 422
+    pending = services.pending_device_authorization(form["code"].value() or "")
+    return render_page(
+        request,
+        ui,
+        "accounts/signin/device.html",
+        {"form": form, "done": done, "pending": pending},
+        nav="devices",
+        status=status,
+    )
