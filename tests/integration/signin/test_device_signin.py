@@ -50,8 +50,10 @@ def _confirm(browser: requests.Session, url: str, code: str, decision: str = "ap
 
 def _cli(base: str, token_file: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "agents.client.cli", "sign-in", "--portal-url", base]
-        + ["--token-file", str(token_file), "--name", "build-box"],
+        [
+            *(sys.executable, "-m", "agents.client.cli", "sign-in", "--portal-url", base),
+            *("--token-file", str(token_file), "--name", "build-box"),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
