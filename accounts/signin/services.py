@@ -301,6 +301,9 @@ def mark_provider_tested(provider: AuthProvider, actor: Actor) -> None:
 
 @transaction.atomic
 def enable_auth_provider(provider: AuthProvider) -> None:
+    provider = AuthProvider.objects.select_for_update().get(
+        pk=provider.pk, account_id=provider.account_id
+    )
     if provider.kind in OIDC_KINDS and not provider.config.get("tested_at"):
         raise ValidationFailed(
             {"provider": "Sign in with this provider once (Test) before enabling it."}

@@ -28,11 +28,15 @@
 
 // Sign-in links carry the one-time code in the URL fragment (#code=...), which browsers never
 // send to the server (so no access log holds it): fill the code field from it.
-document.addEventListener("DOMContentLoaded", () => {
-  const match = /(?:^|[#&])code=([A-Za-z0-9]+)/.exec(window.location.hash);
-  const field = document.querySelector("[data-testid=code-form] input[name=code]");
-  if (match && field) {
-    field.value = match[1];
-    history.replaceState(null, "", window.location.pathname + window.location.search);
+(function () {
+  function fillCode() {
+    var match = /(?:^|[#&])code=([A-Za-z0-9]+)/.exec(window.location.hash);
+    var field = document.querySelector("[data-testid=code-form] input[name=code]");
+    if (match && field) {
+      field.value = match[1];
+      history.replaceState(null, "", window.location.pathname + window.location.search);
+    }
   }
-});
+  document.addEventListener("DOMContentLoaded", fillCode);
+  window.addEventListener("hashchange", fillCode);
+})();
