@@ -10,6 +10,7 @@ import threading
 import uuid
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth import login
@@ -178,7 +179,7 @@ def email_request(request: HttpRequest, slug: str) -> HttpResponse:
         _send_in_background(result.message)
     url = reverse("email_code", args=[account.slug, result.code_id])
     if request.POST.get("next"):
-        url += "?next=" + request.POST["next"]
+        url += "?" + urlencode({"next": request.POST["next"]})
     return redirect(url)
 
 

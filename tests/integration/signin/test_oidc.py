@@ -256,3 +256,33 @@ def test_the_portal_session_lasts_the_providers_lifetime(
     client = Client()
     assert _sign_in(client, canaille).status_code == 302
     assert 3600 - 60 <= client.session.get_expiry_age() <= 3600
+
+
+def test_disabling_an_actor_ends_their_oidc_session(
+    canaille: Any, alice: Any, bob: Any, iam_server: Any
+) -> None:
+    from accounts import services
+
+    person = iam_server.random_user(emails=["bob@acme.test"])
+    iam_server.login(person)
+    iam_server.consent(person)
+    try:
+        client = Client()
+        assert _sign_in(client, canaille).status_code == 302
+        assert client.get(reverse("device_list")).status_code == 200
+        services.disable_actor(bob)
+        assert client.get(reverse("device_list")).status_code == 302
+    finally:
+        iam_server.logout()
+
+
+def test_next_survives_the_round_trip_but_not_to_another_host(
+    canaille: Any, alice: Any, idp_user: Any
+) -> None:
+    start = reverse("oidc_start", args=["acme", canaille.pk])
+    client = Client()
+    path, query = through_canaille(client, start + "?next=/policies/")
+    assert client.get(path, query)["Location"] == "/policies/"
+    evil = Client()
+    path, query = through_canaille(evil, start + "?next=https://evil.example/")
+    assert evil.get(path, query)["Location"] == reverse("overview")
