@@ -423,6 +423,7 @@ DEVICE_CODE_TTL = timedelta(minutes=10)
 DEVICE_POLL_INTERVAL_S = 2
 USER_CODE_LENGTH = 8
 DEFAULT_CLIENT_LIFETIME = timedelta(days=7)
+NO_DEVICE_WAITING = "No client is waiting with this code (or it expired)."
 
 
 def _sha256(value: str) -> str:
@@ -473,8 +474,10 @@ def pending_device_authorization(user_code: str) -> DeviceAuthorization | None:
 @transaction.atomic
 def decide_device_authorization(
     user_code: str, actor: Actor, provider_id: uuid.UUID | None, *, approve: bool
-) -> bool:
-    """The signed-in actor approves (or denies) the client that shows this user code."""
+) -> str:
+    """The signed-in actor approves (or denies) the client that shows this user code.
+
+    Returns "" when decided, else why not (the message for the page)."""
     row = (
         DeviceAuthorization.objects.select_for_update()
         .filter(
@@ -486,7 +489,7 @@ def decide_device_authorization(
         .first()
     )
     if row is None or actor.disabled_at is not None or actor.type not in SIGN_IN_TYPES:
-        return False
+        return NO_DEVICE_WAITING
     provider = (
         AuthProvider.objects.for_account(actor.account_id)
         .filter(pk=provider_id, disabled_at__isnull=True)
@@ -494,6 +497,13 @@ def decide_device_authorization(
         if provider_id
         else None
     )
+    if provider_id and provider is None:
+        return "The provider you signed in with is disabled: sign in again."
+    if approve and provider is not None and provider.context == AuthProvider.Context.PORTAL:
+        return (
+            f"{provider.name} signs people in to the portal only, not clients: "
+            "sign in with another provider to sign in a client."
+        )
     now = timezone.now()
     row.account_id = actor.account_id
     row.actor = actor
@@ -503,7 +513,7 @@ def decide_device_authorization(
     else:
         row.denied_at = now
     row.save(update_fields=["account", "actor", "provider", "approved_at", "denied_at"])
-    return True
+    return ""
 
 
 @dataclass(frozen=True)
@@ -554,6 +564,7 @@ def redeem_device_code(device_code: str) -> DeviceTokenResult:
     )
     if row.provider is not None:
         Token.objects.filter(pk=issued.token.pk).update(provider=row.provider)
+        issued.token.provider = row.provider
     row.redeemed_at = now
     row.save(update_fields=["redeemed_at"])
     return DeviceTokenResult(token=issued)

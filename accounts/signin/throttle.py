@@ -83,6 +83,23 @@ def client_ip(meta: dict[str, object]) -> str:
     return str(meta.get("REMOTE_ADDR") or "unknown")
 
 
+def allow_mail(attempt: Attempt) -> bool:
+    """At most FZ_SIGNIN_MAX_MAILS sign-in mails per account+email within the window."""
+    digest = hashlib.sha256(f"{attempt.account}\0{attempt.email.lower()}".encode()).hexdigest()
+    key = f"signin:mail:{digest}"
+    cache.add(key, 0, timeout=settings.FZ_SIGNIN_WINDOW_S)
+    try:
+        count = cache.incr(key)
+    except ValueError:
+        cache.set(key, 1, timeout=settings.FZ_SIGNIN_WINDOW_S)
+        count = 1
+    if count > settings.FZ_SIGNIN_MAX_MAILS:
+        if count == settings.FZ_SIGNIN_MAX_MAILS + 1:
+            log.warning("sign-in mails for one address held back (account %s)", attempt.account)
+        return False
+    return True
+
+
 def forget_all() -> None:
     """Drop every sign-in counter and lock (tests; an operator lifting all lockouts)."""
     backend = cache._cache if hasattr(cache, "_cache") else None

@@ -175,7 +175,9 @@ def email_request(request: HttpRequest, slug: str) -> HttpResponse:
     result = services.request_email_code(
         provider, email, base_url=request.build_absolute_uri("/").rstrip("/")
     )
-    if result.message is not None:
+    # Mail flooding: past a few codes per address and window nothing more is sent, silently
+    # (the answer is the same whether or not the address exists, or was mailed).
+    if result.message is not None and throttle.allow_mail(attempt):
         _send_in_background(result.message)
     url = reverse("email_code", args=[account.slug, result.code_id])
     if request.POST.get("next"):
@@ -560,16 +562,19 @@ def device_confirm(request: HttpRequest, ui: UI) -> HttpResponse:
         if throttle.is_locked(attempt):
             form.add_error(None, throttle.lockout_message())
             status = 429
-        elif services.decide_device_authorization(
-            form.cleaned_data["code"],
-            ui.actor,
-            uuid.UUID(provider_id) if provider_id else None,
-            approve=approve,
+        elif not (
+            refusal := services.decide_device_authorization(
+                form.cleaned_data["code"],
+                ui.actor,
+                uuid.UUID(provider_id) if provider_id else None,
+                approve=approve,
+            )
         ):
             done = "approved" if approve else "denied"
         else:
-            throttle.record_failure(attempt)
-            form.add_error("code", "No client is waiting with this code (or it expired).")
+            if refusal == services.NO_DEVICE_WAITING:
+                throttle.record_failure(attempt)
+            form.add_error("code", refusal)
             status = 422
     pending = services.pending_device_authorization(form["code"].value() or "")
     return render_page(

@@ -145,7 +145,7 @@ def test_the_token_endpoint_answers_pending_then_once(live_server: Any, bob: Any
         f"{base}/api/client/token", data={**grant, "device_code": start["device_code"]}, timeout=10
     )
     assert fast.json()["error"] == "slow_down"
-    assert services.decide_device_authorization(start["user_code"], bob, None, approve=True)
+    assert services.decide_device_authorization(start["user_code"], bob, None, approve=True) == ""
     got = requests.post(
         f"{base}/api/client/token", data={**grant, "device_code": start["device_code"]}, timeout=10
     )
@@ -158,3 +158,26 @@ def test_the_token_endpoint_answers_pending_then_once(live_server: Any, bob: Any
         f"{base}/api/client/token", data={**grant, "device_code": "nope"}, timeout=10
     )
     assert unknown.json()["error"] == "invalid_grant"
+
+
+@pytest.mark.django_db
+def test_a_portal_only_provider_cannot_sign_in_clients(acme: Any, bob: Any) -> None:
+    from accounts import services as account_services
+    from accounts.models import AuthProvider
+    from accounts.signin import services
+    from accounts.signin.models import DeviceAuthorization
+
+    portal_only = account_services.create_auth_provider(
+        acme, name="Portal SSO", kind=AuthProvider.Kind.OIDC, context=AuthProvider.Context.PORTAL
+    )
+    start = services.start_device_authorization()
+    refusal = services.decide_device_authorization(
+        start.user_code, bob, portal_only.pk, approve=True
+    )
+    assert "portal only" in refusal
+    assert services.redeem_device_code(start.device_code).error == "authorization_pending"
+    assert DeviceAuthorization.objects.filter(approved_at__isnull=False).count() == 0
+    both = account_services.create_auth_provider(acme, name="SSO", kind=AuthProvider.Kind.OIDC)
+    assert services.decide_device_authorization(start.user_code, bob, both.pk, approve=True) == ""
+    redeemed = services.redeem_device_code(start.device_code)
+    assert redeemed.token is not None and redeemed.token.token.provider_id == both.pk

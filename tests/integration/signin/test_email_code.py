@@ -170,3 +170,14 @@ def test_the_embedded_default_writes_mails_to_var_mail(
     while time.monotonic() < deadline and str(tmp_path / "mail") not in caplog.text:
         time.sleep(0.1)
     assert str(tmp_path / "mail") in caplog.text
+
+
+def test_mails_to_one_address_are_capped_silently(
+    email_provider: Any, alice: Any, mailbox: Mailbox, settings: Any
+) -> None:
+    settings.FZ_SIGNIN_MAX_MAILS = 2
+    answers = [_ask(Client(), "alice@acme.test") for _ in range(4)]
+    assert {a.status_code for a in answers} == {302}
+    mailbox.wait(2)
+    time.sleep(1.0)
+    assert len(mailbox.messages) == 2
