@@ -104,10 +104,10 @@ def snapshot() -> dict[str, list[dict[str, Any]]]:
 
 
 def bootstrap_staff() -> tuple[Account, Actor, Client]:
+    """The first admin as ``bootstrap`` creates it, signed in with the password it prints."""
     result = accounts.bootstrap(account_name="Main", slug="main", admin_email="admin@main.test")
-    accounts.set_password(result.admin, PASSWORD)
     client = Client()
-    assert client.login(username="main/admin@main.test", password=PASSWORD)
+    assert client.login(username="main/admin@main.test", password=result.password)
     return result.account, result.admin, client
 
 

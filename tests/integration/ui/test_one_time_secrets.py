@@ -122,3 +122,20 @@ def test_issuing_an_api_token_redirects_and_shows_it_once(
     assert secret not in reload and 'data-testid="issued-token"' not in reload
     assert Token.objects.for_account(acme).filter(kind=Token.Kind.API).count() == 1
     assert Actor.objects.for_account(acme).filter(name="Deployer").count() == 1
+
+
+def test_a_secret_never_fetched_is_not_shown_later(alice_client: Client, acme: Account) -> None:
+    from firezone_site import once
+
+    alice_client.post(reverse("site_new"), {"name": "Berlin"})
+    site = Site.objects.for_account(acme).get(name="Berlin")
+    # The tab was closed; the same browser opens the deploy page after the stash's lifetime.
+    session = alice_client.session
+    pending = session[once.SESSION_KEY]
+    (entry,) = pending.values()
+    entry["at"] -= once.MAX_AGE + 1
+    session[once.SESSION_KEY] = pending
+    session.save()
+    response = alice_client.get(reverse("site_deploy", args=[site.pk]))
+    assert response.status_code == 302
+    assert once.SESSION_KEY not in alice_client.session
