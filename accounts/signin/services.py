@@ -355,6 +355,11 @@ def sign_in_identity(provider: AuthProvider, claims: dict[str, Any]) -> Actor:
     )
     actor: Actor | None = identity.actor if identity is not None else None
     if actor is None:
+        if not email:
+            raise Refused(
+                "Your identity provider sent no email address, so you cannot be matched to "
+                "an account member. Ask an administrator to check the provider's scopes."
+            )
         if not email_ok:
             raise Refused(
                 "Your identity provider did not confirm your email address "

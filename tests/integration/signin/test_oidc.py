@@ -286,3 +286,20 @@ def test_next_survives_the_round_trip_but_not_to_another_host(
     evil = Client()
     path, query = through_canaille(evil, start + "?next=https://evil.example/")
     assert evil.get(path, query)["Location"] == reverse("overview")
+
+
+def test_userinfo_is_merged_when_configured(
+    canaille: Any, alice: Any, idp_user: Any, tamper: Any
+) -> None:
+    from accounts.models import AuthProvider, Identity
+
+    # The id_token carries no email now: only the userinfo endpoint can tell who this is.
+    tamper.change = lambda c: {k: v for k, v in c.items() if k != "email"}
+    _refused(_sign_in(Client(), canaille), "sent no email address")
+    AuthProvider.objects.filter(pk=canaille.pk).update(
+        config={**canaille.config, "use_userinfo": True}
+    )
+    canaille.refresh_from_db()
+    assert _sign_in(Client(), canaille).status_code == 302
+    identity = Identity.objects.for_account(alice.account_id).get(actor=alice)
+    assert identity.email == "alice@acme.test"
