@@ -59,13 +59,12 @@ def slug_for_email(email: str) -> str:
     return slugs[0] if len(slugs) == 1 else ""
 
 
-def portal_providers(account: Account) -> list[AuthProvider]:
+def portal_providers(account: Account, *, for_clients: bool = False) -> list[AuthProvider]:
+    """The enabled providers for a portal sign-in, or (``for_clients``) a client sign-in."""
+    wanted = AuthProvider.Context.CLIENTS if for_clients else AuthProvider.Context.PORTAL
     return list(
         AuthProvider.objects.for_account(account)
-        .filter(
-            disabled_at__isnull=True,
-            context__in=(AuthProvider.Context.PORTAL, AuthProvider.Context.BOTH),
-        )
+        .filter(disabled_at__isnull=True, context__in=(wanted, AuthProvider.Context.BOTH))
         .order_by("name")
     )
 

@@ -15,6 +15,8 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.models import User
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.mail import EmailMessage
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -28,7 +30,12 @@ from accounts.models import Account, Actor, AuthProvider
 from accounts.signin import forms, oidc, services, throttle
 from accounts.signin.crypto import SecretUnavailable
 from accounts.signin.presets import PRESETS
-from accounts.signin.sessions import DEFAULT_PORTAL_LIFETIME, SESSION_PROVIDER_KEY
+from accounts.signin.sessions import (
+    CLIENTS_ONLY_KEY,
+    DEFAULT_PORTAL_LIFETIME,
+    DEVICE_PATH,
+    SESSION_PROVIDER_KEY,
+)
 from firezone_site.errors import ValidationFailed
 from firezone_site.ui import (
     UI,
@@ -36,7 +43,6 @@ from firezone_site.ui import (
     apply_errors,
     error_text,
     form_page,
-    member_required,
     render_page,
 )
 
@@ -65,7 +71,16 @@ def _complete(
     request.session.set_expiry(int(lifetime.total_seconds()))
     if provider is not None:
         request.session[SESSION_PROVIDER_KEY] = str(provider.pk)
+        if provider.context == AuthProvider.Context.CLIENTS:
+            request.session[CLIENTS_ONLY_KEY] = True
+            if not target.startswith(DEVICE_PATH):
+                target = reverse("device_confirm")
     return redirect(target)
+
+
+def _for_clients(request: HttpRequest) -> bool:
+    """A sign-in on the way to confirming a client (the device page) rather than the portal."""
+    return _next(request).startswith(DEVICE_PATH)
 
 
 def _account_or_404(slug: str) -> Account:
@@ -109,7 +124,7 @@ def _account_page(
     email_form: forms.EmailCodeRequestForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
-    providers = services.portal_providers(account)
+    providers = services.portal_providers(account, for_clients=_for_clients(request))
     email_provider = next((p for p in providers if p.kind == AuthProvider.Kind.EMAIL), None)
     return render(
         request,
@@ -158,7 +173,11 @@ def _send_in_background(message: EmailMessage) -> None:
 def email_request(request: HttpRequest, slug: str) -> HttpResponse:
     account = _account_or_404(slug)
     provider = next(
-        (p for p in services.portal_providers(account) if p.kind == AuthProvider.Kind.EMAIL),
+        (
+            p
+            for p in services.portal_providers(account, for_clients=_for_clients(request))
+            if p.kind == AuthProvider.Kind.EMAIL
+        ),
         None,
     )
     if provider is None:
@@ -283,7 +302,8 @@ def oidc_start(request: HttpRequest, slug: str, provider_id: str) -> HttpRespons
         provider is None
         or provider.disabled_at is not None
         or provider.kind not in services.OIDC_KINDS
-        or provider.context == AuthProvider.Context.CLIENTS
+        or provider.context
+        == (AuthProvider.Context.PORTAL if _for_clients(request) else AuthProvider.Context.CLIENTS)
     ):
         raise Http404("No such provider.")
     return _begin(request, provider, purpose="sign_in", target=_next(request))
@@ -544,9 +564,20 @@ def token_introspect(request: HttpRequest) -> HttpResponse:
     )
 
 
-@member_required
-def device_confirm(request: HttpRequest, ui: UI) -> HttpResponse:
-    """The signed-in person confirms the code their client shows."""
+def device_confirm(request: HttpRequest) -> HttpResponse:
+    """The signed-in person confirms the code their client shows. Sessions from clients-only
+    providers reach this page (and no other of the portal)."""
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    actor: Actor | None = getattr(request.user, "actor", None)
+    if (
+        actor is None
+        or actor.disabled_at is not None
+        or actor.account.disabled_at is not None
+        or actor.type not in services.SIGN_IN_TYPES
+    ):
+        raise DjangoPermissionDenied("This sign-in has no active user.")
+    ui = UI(actor=actor, account=actor.account)
     form = forms.DeviceCodeForm(
         request.POST if request.method == "POST" else None,
         initial={"code": request.GET.get("code", "")},

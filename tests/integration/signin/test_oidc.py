@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from django.test import Client
@@ -303,3 +304,38 @@ def test_userinfo_is_merged_when_configured(
     assert _sign_in(Client(), canaille).status_code == 302
     identity = Identity.objects.for_account(alice.account_id).get(actor=alice)
     assert identity.email == "alice@acme.test"
+
+
+def test_a_clients_only_provider_signs_in_clients_but_not_to_the_portal(
+    acme: Any, alice: Any, bob: Any, iam_server: Any, tamper: Any
+) -> None:
+    from accounts.models import AuthProvider
+    from accounts.signin import services
+
+    provider = _provider(acme, iam_server, tamper)
+    AuthProvider.objects.filter(pk=provider.pk).update(context=AuthProvider.Context.CLIENTS)
+    portal_page = Client().get(reverse("account_sign_in", args=["acme"])).content.decode()
+    assert "Sign in with Canaille" not in portal_page
+    start = reverse("oidc_start", args=["acme", provider.pk])
+    assert Client().get(start).status_code == 404  # not for the portal
+    device = services.start_device_authorization(client_name="laptop")
+    target = f"/device?code={device.user_code}"
+    client_page = Client().get(reverse("account_sign_in", args=["acme"]), {"next": target})
+    assert "Sign in with Canaille" in client_page.content.decode()
+    person = iam_server.random_user(emails=["bob@acme.test"])
+    iam_server.login(person)
+    iam_server.consent(person)
+    try:
+        client = Client()
+        path, query = through_canaille(client, start + "?" + urlencode({"next": target}))
+        landed = client.get(path, query)
+    finally:
+        iam_server.logout()
+    assert landed["Location"] == target
+    assert client.get(reverse("device_list")).status_code == 403  # no portal for this session
+    page = client.get(target)
+    assert page.status_code == 200
+    done = client.post(target, {"code": device.user_code, "decision": "approve"})
+    assert b"signed in as bob@acme.test" in done.content
+    redeemed = services.redeem_device_code(device.device_code)
+    assert redeemed.token is not None and redeemed.token.token.provider_id == provider.pk
