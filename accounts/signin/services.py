@@ -204,7 +204,8 @@ def verify_email_code(account: Account, code_id: uuid.UUID | str, code: str) -> 
 def delete_expired_codes() -> int:
     cutoff = timezone.now() - timedelta(days=1)
     deleted, _ = SignInCode.objects.filter(expires_at__lte=cutoff).delete()
-    return deleted
+    devices, _ = DeviceAuthorization.objects.filter(expires_at__lte=cutoff).delete()
+    return deleted + devices
 
 
 # --- OIDC providers ----------------------------------------------------------------------------

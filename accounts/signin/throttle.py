@@ -83,21 +83,29 @@ def client_ip(meta: dict[str, object]) -> str:
     return str(meta.get("REMOTE_ADDR") or "unknown")
 
 
+def _count(key: str) -> int:
+    cache.add(key, 0, timeout=settings.FZ_SIGNIN_WINDOW_S)
+    try:
+        return int(cache.incr(key))
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=settings.FZ_SIGNIN_WINDOW_S)
+        return 1
+
+
 def allow_mail(attempt: Attempt) -> bool:
     """At most FZ_SIGNIN_MAX_MAILS sign-in mails per account+email within the window."""
     digest = hashlib.sha256(f"{attempt.account}\0{attempt.email.lower()}".encode()).hexdigest()
-    key = f"signin:mail:{digest}"
-    cache.add(key, 0, timeout=settings.FZ_SIGNIN_WINDOW_S)
-    try:
-        count = cache.incr(key)
-    except ValueError:
-        cache.set(key, 1, timeout=settings.FZ_SIGNIN_WINDOW_S)
-        count = 1
+    count = _count(f"signin:mail:{digest}")
     if count > settings.FZ_SIGNIN_MAX_MAILS:
         if count == settings.FZ_SIGNIN_MAX_MAILS + 1:
             log.warning("sign-in mails for one address held back (account %s)", attempt.account)
         return False
     return True
+
+
+def allow_device_start(ip: str) -> bool:
+    """At most FZ_SIGNIN_MAX_DEVICE_STARTS client sign-ins started per source IP and window."""
+    return _count(f"signin:device:{ip}") <= settings.FZ_SIGNIN_MAX_DEVICE_STARTS
 
 
 def forget_all() -> None:

@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.models import User
@@ -161,8 +162,6 @@ def _send_in_background(message: EmailMessage) -> None:
         except Exception:
             log.exception("sign-in mail could not be sent")
             return
-        from django.conf import settings
-
         if settings.EMAIL_BACKEND.endswith("filebased.EmailBackend"):
             log.info("sign-in mail written to %s (no SMTP configured)", settings.EMAIL_FILE_PATH)
 
@@ -256,8 +255,6 @@ def _client_config(request: HttpRequest, provider: AuthProvider) -> oidc.ClientC
 
 
 def redirect_uri(request: HttpRequest) -> str:
-    from django.conf import settings
-
     base = settings.FZ_PORTAL_URL.rstrip("/") or request.build_absolute_uri("/").rstrip("/")
     return base + reverse("oidc_callback")
 
@@ -514,6 +511,10 @@ def _json(data: dict[str, Any], status: int = 200) -> HttpResponse:
 @require_POST
 def device_start(request: HttpRequest) -> HttpResponse:
     """RFC 8628 section 3.1-like: the client asks for a device code and a user code."""
+    if not throttle.allow_device_start(throttle.client_ip(request.META)):
+        response = _json({"error": "slow_down"}, status=429)
+        response["Retry-After"] = str(settings.FZ_SIGNIN_WINDOW_S)
+        return response
     start = services.start_device_authorization(client_name=request.POST.get("client_name", ""))
     base = request.build_absolute_uri(reverse("device_confirm"))
     return _json(

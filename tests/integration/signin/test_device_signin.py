@@ -181,3 +181,32 @@ def test_a_portal_only_provider_cannot_sign_in_clients(acme: Any, bob: Any) -> N
     assert services.decide_device_authorization(start.user_code, bob, both.pk, approve=True) == ""
     redeemed = services.redeem_device_code(start.device_code)
     assert redeemed.token is not None and redeemed.token.token.provider_id == both.pk
+
+
+def test_starting_client_sign_ins_is_rate_limited_per_address(
+    live_server: Any, settings: Any
+) -> None:
+    settings.FZ_SIGNIN_MAX_DEVICE_STARTS = 2
+    base = live_server.url
+    codes = [requests.post(f"{base}/api/client/device-code", timeout=10) for _ in range(3)]
+    assert [c.status_code for c in codes] == [200, 200, 429]
+    assert codes[2].json()["error"] == "slow_down"
+
+
+@pytest.mark.django_db
+def test_expired_sign_ins_are_cleaned_up(acme: Any, bob: Any) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from accounts.signin import services
+    from accounts.signin.models import DeviceAuthorization
+
+    old = services.start_device_authorization()
+    fresh = services.start_device_authorization()
+    DeviceAuthorization.objects.exclude(
+        device_code_hash=services._sha256(fresh.device_code)
+    ).update(expires_at=timezone.now() - timedelta(days=2))
+    assert services.delete_expired_codes() == 1
+    assert services.redeem_device_code(old.device_code).error == "invalid_grant"
+    assert services.redeem_device_code(fresh.device_code).error == "authorization_pending"
