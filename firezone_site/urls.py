@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from accounts.signin import urls as signin_urls
 from firezone_site import health
 
 urlpatterns = [
@@ -10,4 +11,6 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("", include("policies.urls")),
     path("", include("gateways.urls")),
+    path("", include(signin_urls.admin_urlpatterns)),
+    path("", include(signin_urls.account_urlpatterns)),  # last: /<account slug>/sign-in
 ]
