@@ -1,7 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from accounts.signin import urls as signin_urls
 from firezone_site import health
 
 urlpatterns = [
@@ -11,6 +10,6 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("", include("policies.urls")),
     path("", include("gateways.urls")),
-    path("", include(signin_urls.admin_urlpatterns)),
-    path("", include(signin_urls.account_urlpatterns)),  # last: /<account slug>/sign-in
+    path("", include("accounts.signin.urls")),
+    path("", include("accounts.signin.account_urls")),  # last: /<account slug>/sign-in
 ]

@@ -25,3 +25,5 @@ account_urlpatterns = [
     path("<slug:slug>/sign-in/email/<str:code_id>", views.email_code, name="email_code"),
     path("<slug:slug>/sign-in/oidc/<str:provider_id>", views.oidc_start, name="oidc_start"),
 ]
+
+urlpatterns = admin_urlpatterns

@@ -37,7 +37,6 @@ from accounts.signin.sessions import (
     DEVICE_PATH,
     SESSION_PROVIDER_KEY,
 )
-from firezone_site.errors import ValidationFailed
 from accounts.ui import (
     UI,
     admin_required,
@@ -46,6 +45,7 @@ from accounts.ui import (
     form_page,
     render_page,
 )
+from firezone_site.errors import ValidationFailed
 
 log = logging.getLogger(__name__)
 
