@@ -209,6 +209,7 @@ async def bench(args: argparse.Namespace, port: int) -> dict[str, Any]:
     results: list[tuple[float, str, float]] = []  # (sent, outcome, answered)
     pending: list[asyncio.Future[tuple[str, float]]] = []
     sent_at: list[float] = []
+    sends: list[asyncio.Task[None]] = []
 
     def fire() -> None:
         for _ in range(20):
@@ -223,8 +224,10 @@ async def bench(args: argparse.Namespace, port: int) -> dict[str, Any]:
         client.waiting[rid] = (start, fut)
         pending.append(fut)
         sent_at.append(start)
-        asyncio.ensure_future(
-            client.ws.send(json.dumps({"type": "request_authorization", "resource_id": rid}))
+        sends.append(
+            loop.create_task(
+                client.ws.send(json.dumps({"type": "request_authorization", "resource_id": rid}))
+            )
         )
 
     for _ in range(20):
@@ -244,7 +247,7 @@ async def bench(args: argparse.Namespace, port: int) -> dict[str, Any]:
             await asyncio.sleep(delay)
         fire()
     achieved = len(pending) / (time.perf_counter() - start)
-    done, not_done = await asyncio.wait(pending, timeout=30)
+    await asyncio.wait(pending, timeout=30)
     outcomes: dict[str, int] = {}
     latencies: list[float] = []
     for fut, sent in zip(pending, sent_at, strict=True):
