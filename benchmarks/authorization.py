@@ -224,11 +224,11 @@ async def bench(args: argparse.Namespace, port: int) -> dict[str, Any]:
         client.waiting[rid] = (start, fut)
         pending.append(fut)
         sent_at.append(start)
-        sends.append(
-            loop.create_task(
-                client.ws.send(json.dumps({"type": "request_authorization", "resource_id": rid}))
-            )
+        task = loop.create_task(
+            client.ws.send(json.dumps({"type": "request_authorization", "resource_id": rid}))
         )
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # counted as no_answer
+        sends.append(task)
 
     for _ in range(20):
         fire()

@@ -221,7 +221,10 @@ class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         envelopes = await database_sync_to_async(clients.gateway_answered, thread_sensitive=False)(
             self.account_id, self.gateway_id, authorization_id, ok=ok
         )
-        await presence.send_async(envelopes)
+        try:
+            await presence.send_async(envelopes)
+        except Exception:  # the client's request then times out and fails closed
+            log.exception("could not forward the answer for authorization %s", authorization_id)
 
     async def _heartbeat(self) -> None:
         assert self.gateway_id is not None

@@ -53,6 +53,7 @@ FLOW_ONLY_REASONS = frozenset(
         "client_disconnected",
         "client_context_changed",
         "client_key_changed",
+        "push_failed",
     }
 )
 
