@@ -264,7 +264,7 @@ def connect_gateway(
             )
         peer_visible_change = (
             gateway.public_key != params.public_key
-            or gateway.last_seen_endpoint != endpoint
+            or (not gateway.endpoint_override and gateway.last_seen_endpoint != endpoint)
             or gateway.name != params.name
         )
     gateway.name = params.name
@@ -275,6 +275,7 @@ def connect_gateway(
     gateway.last_seen_remote_ip = remote_ip
     gateway.last_seen_version = params.version
     gateway.last_seen_endpoint = endpoint
+    gateway.endpoint_guessed = not params.endpoint
     gateway.last_token = token
     with integrity_errors_as_validation({}):
         try:
@@ -323,6 +324,28 @@ def _adopt_static_devices(gateway: Gateway) -> list[uuid.UUID]:
         assignment.save(update_fields=["gateway"])
         moved.append(assignment.device_id)
     return moved
+
+
+@transaction.atomic
+def set_gateway_endpoint(gateway: Gateway, *, endpoint: str) -> Gateway:
+    """Set (or with "" clear) the admin's public endpoint of a gateway. It wins over the agent's
+    ``--endpoint`` and the portal's guess; static devices of the gateway get new configs."""
+    current = (
+        Gateway.objects.select_for_update()
+        .filter(pk=gateway.pk, account_id=gateway.account_id)
+        .first()
+    )
+    if current is None:
+        raise NotFound("No such gateway.")
+    endpoint = endpoint.strip()
+    if endpoint and not configs.valid_endpoint(endpoint):
+        raise ValidationFailed({"endpoint": "Expected host:port, ipv4:port or [ipv6]:port."})
+    if current.endpoint_override != endpoint:
+        current.endpoint_override = endpoint
+        current.save(update_fields=["endpoint_override"])
+        for device_id in _devices_of_gateway(current.pk):
+            _refresh_config_version(device_id)
+    return current
 
 
 class HeartbeatResult:
@@ -497,6 +520,45 @@ def _locked_static_device(device: ClientDevice) -> ClientDevice:
     if current is None:
         raise NotFound("No such device.")
     return current
+
+
+@transaction.atomic
+def reissue_static_device_key(
+    device: ClientDevice, *, public_key: str | None = None
+) -> RegisteredDevice:
+    """Give a static device a new key pair (or the given public key) and return its complete
+    config, once. For a device registered before its site had a gateway (its first config had no
+    peer) and for a lost private key: the old key stops working at once, everywhere."""
+    current = _locked_static_device(device)
+    private_key: str | None = None
+    if public_key is None:
+        private_key, public_key = generate_key_pair()
+    public_key = _check_public_key(current.account_id, public_key)
+    old_key, current.public_key = current.public_key, public_key
+    with integrity_errors_as_validation(_DEVICE_CONSTRAINTS):
+        current.save(update_fields=["public_key"])
+    assignments = list(
+        StaticDeviceAssignment.objects.filter(device_id=current.pk, gateway__isnull=False)
+    )
+    # (A disabled device has no assignments: _sync_device removed them.)
+    pushes: list[tuple[uuid.UUID, protocol.PortalMessage]] = []
+    if assignments:
+        secret = queries.key_secret(current.account_id)
+        resources = queries.assignment_resources(current.account_id, assignments)
+        for a in assignments:
+            assert a.gateway_id is not None
+            peer = queries.static_peer(current, a.gateway_id, resources[a.pk], secret)
+            pushes.append((a.gateway_id, protocol.RemoveStaticPeer(old_key)))
+            pushes.append((a.gateway_id, protocol.AddStaticPeer(peer)))
+    # The private key line is not part of the digest: bump the version by hand so "is my config
+    # current?" still has a one-number answer.
+    ClientDevice.objects.filter(pk=current.pk).update(config_version=current.config_version + 1)
+    presence.send_on_commit(presence.to_gateways(pushes))
+    return RegisteredDevice(
+        device=current,
+        private_key=private_key,
+        config=configs.device_config(current, private_key=private_key),
+    )
 
 
 @transaction.atomic

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from datetime import timedelta
 from typing import Any
 
@@ -56,9 +58,13 @@ def test_creating_a_site_shows_the_token_once_with_the_command(
     assert response.status_code == 200
     html = response.content.decode()
     command = html.split('id="gateway-command">', 1)[1].split("</code>", 1)[0]
-    assert command.startswith("firezone-gateway --portal-url ws://portal.test --token fzg_")
+    assert command == (
+        "firezone-gateway --portal-url ws://portal.test --token-file /etc/firezone/gateway-token"
+    )
     assert response["Cache-Control"] == "no-store"
-    secret = command.rsplit(" ", 1)[1]
+    match = re.search(r"'(fzg_[^'\s]+)'", html.split('id="gateway-token-file">', 1)[1])
+    assert match is not None
+    secret = match.group(1)
     assert "ExecStart=/usr/local/bin/firezone-gateway --portal-url ws://portal.test" in html
     token = accounts.use_token(secret, kind=Token.Kind.GATEWAY)
     assert token is not None and token.site is not None and token.site.name == "Berlin"
@@ -73,7 +79,7 @@ def test_a_new_gateway_token_can_be_issued_and_revoked(alice_client: Client, wor
 
     site = world["site"]
     response = alice_client.post(reverse("site_token", args=[site.pk]), follow=True)
-    assert b"--token fzg_" in response.content
+    assert b"FIREZONE_TOKEN=&#x27;fzg_" in response.content
     assert Token.objects.for_account(site.account_id).filter(site=site).count() == 2
     old = world["gateway_token"]
     alice_client.post(reverse("site_token_revoke", args=[site.pk, old.pk]))
