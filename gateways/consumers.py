@@ -182,6 +182,8 @@ class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await database_sync_to_async(services.authorization_acknowledged)(
                 self.gateway_id, message.authorization_id
             )
+        elif isinstance(message, protocol.PeerStats):
+            await database_sync_to_async(services.record_peer_stats)(self.gateway_id, message.peers)
         elif isinstance(message, protocol.Error):
             log.warning("gateway %s reported %s: %s", self.gateway_id, message.code, message.reason)
 

@@ -411,6 +411,54 @@ def disconnect_gateway(
     return True
 
 
+def _endpoint_ip(endpoint: str | None) -> str | None:
+    if not endpoint:
+        return None
+    host = endpoint.rpartition(":")[0].strip("[]")
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
+
+
+@transaction.atomic
+def record_peer_stats(
+    gateway_id: uuid.UUID, peers: Iterable[protocol.PeerStat], now: datetime | None = None
+) -> int:
+    """Store a gateway's ``peer_stats`` report on the assignments of the static devices it
+    serves, and move the devices' "last seen" to their last handshake. Keys of devices the
+    gateway does not serve (another gateway's, another account's, deleted) are ignored.
+    Returns how many assignments were updated."""
+    now = now or timezone.now()
+    by_key = {s.public_key: s for s in peers}
+    gateway = Gateway.objects.filter(pk=gateway_id).only("account_id").first()
+    if gateway is None or not by_key:
+        return 0
+    rows = list(
+        StaticDeviceAssignment.objects.for_account(gateway.account_id)
+        .select_for_update(of=("self",))
+        .filter(gateway_id=gateway_id, device__public_key__in=list(by_key))
+        .select_related("device")
+    )
+    for a in rows:
+        stat = by_key[a.device.public_key]
+        a.last_handshake_at = stat.last_handshake_at
+        a.rx_bytes, a.tx_bytes = stat.rx_bytes, stat.tx_bytes
+        a.peer_endpoint = (stat.endpoint or "")[:100]
+        a.stats_at = now
+        if stat.last_handshake_at is not None:
+            ClientDevice.objects.filter(pk=a.device_id).filter(
+                Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=stat.last_handshake_at)
+            ).update(
+                last_seen_at=stat.last_handshake_at,
+                last_seen_remote_ip=_endpoint_ip(stat.endpoint),
+            )
+    StaticDeviceAssignment.objects.bulk_update(
+        rows, ["last_handshake_at", "rx_bytes", "tx_bytes", "peer_endpoint", "stats_at"]
+    )
+    return len(rows)
+
+
 def sweep_stale_gateways(now: datetime | None = None) -> int:
     """Mark gateways offline whose portal process died without closing them (no heartbeat
     recorded for three heartbeat timeouts)."""

@@ -104,6 +104,7 @@ def overview(request: HttpRequest, ui: UI) -> HttpResponse:
             "counts": counts,
             **_gateway_context(ui, None),
             "recent": _recent_authorizations(ui),
+            "static_activity": queries.recent_static_activity(ui.account),
             "now": timezone.now(),
             "poll": POLL_SECONDS,
         },
