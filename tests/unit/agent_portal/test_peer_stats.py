@@ -8,22 +8,19 @@ import base64
 import json
 import os
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 import pytest
-from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import ServerConnection, serve
 
 from agents import protocol as p
 from agents.net import build
 from agents.wireguard.device import Device
 from tests.unit.agent_portal.test_portal_client import (
     FakePortal,
-    Handler,
     make_client,
-    make_portal,  # noqa: F401 (the fixture)
     run_until,
 )
 
@@ -127,9 +124,7 @@ def test_the_agent_reports_a_static_peers_handshake_bytes_and_endpoint_once_per_
     assert client.peer_stats_report() is None
 
 
-async def test_the_agent_sends_peer_stats_with_its_heartbeat(
-    make_portal: Callable[[Handler], Awaitable[FakePortal]], tmp_path: Path
-) -> None:
+async def test_the_agent_sends_peer_stats_with_its_heartbeat(tmp_path: Path) -> None:
     device = Device(os.urandom(32))
     init = _init(device.public_key, interval=0.05)
     got = asyncio.Event()
@@ -145,11 +140,13 @@ async def test_the_agent_sends_peer_stats_with_its_heartbeat(
             if frame["type"] == "peer_stats":
                 got.set()
 
-    fake = await make_portal(handler)
-    client = make_client(fake, tmp_path)
-    client.handle(init)
-    _talk(client, init, device, now=1000.0)
-    await run_until(client, got)
+    fake = FakePortal(handler)
+    async with serve(fake._serve, "127.0.0.1", 0) as server:
+        fake.port = server.sockets[0].getsockname()[1]
+        client = make_client(fake, tmp_path)
+        client.handle(init)
+        _talk(client, init, device, now=1000.0)
+        await run_until(client, got)
     kinds = [f["type"] for f in frames]
     assert kinds.index("heartbeat") < kinds.index("peer_stats")
     stats = p.parse_message(json.dumps(frames[kinds.index("peer_stats")]), sender="gateway")
