@@ -267,7 +267,8 @@ def options_from_args(args: argparse.Namespace, env: dict[str, str] | os._Enviro
         log.warning(
             "no --endpoint: the portal will guess this gateway's endpoint from the websocket's "
             "source address and port 51820; pass --endpoint HOST:PORT if clients reach it "
-            "another way (NAT, proxy, other port)",
+            "another way (NAT, proxy, other port), or set the gateway's public endpoint in the "
+            "portal (site page), which wins over both",
             extra={"listen_port": args.listen_port},
         )
     if args.ifname:
