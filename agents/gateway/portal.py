@@ -455,6 +455,7 @@ class PortalClient:
         self.inits = 0
         self._announced: p.CloseCode | None = None
         self._stats_sent: dict[str, p.PeerStat] = {}
+        self._stats_unsupported = False  # the portal said it does not know peer_stats
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -530,7 +531,9 @@ class PortalClient:
 
         assert self._stop is not None
         self._announced = None
-        self._stats_sent = {}  # a new connection (maybe another portal process) gets them all
+        # A new connection (maybe another portal process, maybe upgraded) gets them all.
+        self._stats_sent = {}
+        self._stats_unsupported = False
         try:
             async with connect(
                 self.url(),
@@ -629,6 +632,8 @@ class PortalClient:
     def peer_stats_report(self) -> p.PeerStats | None:
         """The static peers whose statistics changed since the last report (None: none did).
         Sent with a heartbeat, so at most once per heartbeat interval."""
+        if self._stats_unsupported:
+            return None
         current = self.core.peer_stats(sorted(self.state.wanted.static_peers))
         changed = tuple(s for s in current if self._stats_sent.get(s.public_key) != s)
         if not changed:
@@ -667,6 +672,8 @@ class PortalClient:
             # The portal names its close code in an error frame right before closing, because
             # not every ASGI server passes the close code/reason through.
             self._announced = p.CloseCode.__members__.get(msg.code.upper(), self._announced)
+            if msg.code == "invalid_message" and f"'{p.PeerStats.TYPE}'" in msg.reason:
+                self._stats_unsupported = True  # an older portal: peer_stats is optional
             return []
         if isinstance(msg, p.HeartbeatReply):
             return []

@@ -153,3 +153,25 @@ async def test_the_agent_sends_peer_stats_with_its_heartbeat(tmp_path: Path) -> 
     assert isinstance(stats, p.PeerStats)
     assert [s.public_key for s in stats.peers] == [b64(device.public_key)]
     assert stats.peers[0].rx_bytes > 0
+
+
+def test_the_agent_stops_reporting_to_a_portal_that_does_not_know_peer_stats(
+    tmp_path: Path,
+) -> None:
+    fake = FakePortal(lambda ws, n: asyncio.sleep(0))
+    client = make_client(fake, tmp_path)
+    device = Device(os.urandom(32))
+    init = _init(device.public_key)
+    client.handle(init)
+    assert client.peer_stats_report() is not None
+    # What an older portal answers (its parser does not know the type).
+    client.handle(
+        p.Error("invalid_message", "type: unknown message type 'peer_stats' from the gateway")
+    )
+    _talk(client, init, device, now=1000.0)
+    assert client.peer_stats_report() is None
+    # Any other error leaves reporting on.
+    other = make_client(fake, tmp_path)
+    other.handle(init)
+    other.handle(p.Error("invalid_message", "authorization_ack.authorization_id: not a UUID"))
+    assert other.peer_stats_report() is not None
