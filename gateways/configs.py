@@ -99,7 +99,10 @@ def render_body(device: ClientDevice, assignments: list[StaticDeviceAssignment])
             nets = [str(ip_network(r.address, strict=False)) for r in resources[a.pk]]
             lines.append("")
             if gateway is None:
-                lines.append(f"# site {a.site.name}: no gateway yet; download again later")
+                lines.append(
+                    f"# site {a.site.name}: no gateway yet; once one is deployed, get a new "
+                    "key and config on the device page"
+                )
                 continue
             lines += [
                 "[Peer]",
