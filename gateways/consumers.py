@@ -25,6 +25,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from agents import protocol
+from firezone_site.logsafe import escaped
 from gateways import configs, presence, queries, services
 
 log = logging.getLogger(__name__)
@@ -185,7 +186,13 @@ class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         elif isinstance(message, protocol.PeerStats):
             await database_sync_to_async(services.record_peer_stats)(self.gateway_id, message.peers)
         elif isinstance(message, protocol.Error):
-            log.warning("gateway %s reported %s: %s", self.gateway_id, message.code, message.reason)
+            # Both strings come from the agent: escaped, so a reason cannot forge log lines.
+            log.warning(
+                "gateway %s reported %s: %s",
+                self.gateway_id,
+                escaped(message.code),
+                escaped(message.reason),
+            )
 
     async def _heartbeat(self) -> None:
         assert self.gateway_id is not None
