@@ -675,6 +675,10 @@ def reissue_static_device_key(
             peer = queries.static_peer(current, a.gateway_id, resources[a.pk], secret)
             pushes.append((a.gateway_id, protocol.RemoveStaticPeer(old_key)))
             pushes.append((a.gateway_id, protocol.AddStaticPeer(peer)))
+    # The old key's activity says nothing about the new one.
+    StaticDeviceAssignment.objects.filter(device_id=current.pk).update(
+        last_handshake_at=None, rx_bytes=0, tx_bytes=0, peer_endpoint="", stats_at=None
+    )
     # The private key line is not part of the digest: bump the version by hand so "is my config
     # current?" still has a one-number answer.
     ClientDevice.objects.filter(pk=current.pk).update(config_version=current.config_version + 1)

@@ -152,5 +152,10 @@ async def test_peer_stats_are_stored_for_the_gateways_own_devices_only(
     static = overview.split('data-testid="static-activity"', 1)[1].split("</table>", 1)[0]
     assert f'data-device="{bobs.pk}"' in static and "gw-1" in static
     assert f'data-device="{charlies.pk}"' not in static
+
+    # A new key starts from nothing: the old key's activity is not shown for it.
+    await db(services.reissue_static_device_key)(bobs)
+    row = await db(lambda: StaticDeviceAssignment.objects.get(device=bobs))()
+    assert row.last_handshake_at is None and row.rx_bytes == row.tx_bytes == 0
     await gateway.disconnect()
     await other.disconnect()
