@@ -208,7 +208,8 @@ def add_portal_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGro
         "--endpoint",
         metavar="HOST:PORT",
         help="where clients reach the WireGuard port (default: guessed by the portal from the "
-        "websocket's source address; set it behind NAT or a proxy)",
+        "websocket's source address; set it behind NAT or a proxy; an endpoint an admin sets "
+        "for the gateway in the portal wins)",
     )
     parser.add_argument(
         "--listen-port",
