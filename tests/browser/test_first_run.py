@@ -184,4 +184,18 @@ def test_a_device_registered_before_any_gateway_ends_with_a_working_config(
     page.reload()
     page.wait_for_selector("[data-testid=config-version]")
     assert interface["PrivateKey"] not in page.content()
+
+    # The gateway reports the handshake (peer_stats): the device page and the overview show it.
+    from datetime import UTC, datetime
+
+    from agents import protocol
+
+    stat = protocol.PeerStat(device.public_key, datetime.now(UTC), 2048, 4096, "198.51.100.7:40000")
+    assert services.record_peer_stats(gateway.pk, [stat]) == 1
+    page.reload()
+    activity = page.inner_text("[data-testid=device-activity]")
+    assert "gw-berlin-1" in activity and "2.0" in activity and "198.51.100.7:40000" in activity
+    nav(page, "Overview")
+    assert "Bob laptop" in page.inner_text("[data-testid=static-activity]")
+    shots(page, "overview-static-activity")
     assert csp_errors == []
