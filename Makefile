@@ -32,6 +32,7 @@ run: install
 lint: install-dev
 	$(VENV)/bin/ruff check $(CHECK_PATHS)
 	$(VENV)/bin/ruff format --check $(CHECK_PATHS)
+	$(VENV)/bin/lint-imports
 
 typecheck: install-dev
 	$(VENV)/bin/mypy firezone_site accounts policies gateways agents

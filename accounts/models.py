@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from firezone_site.scoping import AccountManager, AccountScoped
+from accounts.scoping import AccountManager, AccountScoped
 
 
 class Account(models.Model):
@@ -235,9 +235,6 @@ class Token(AccountScoped):
     actor = models.ForeignKey(
         Actor, null=True, blank=True, on_delete=models.CASCADE, related_name="tokens"
     )
-    site = models.ForeignKey(
-        "gateways.Site", null=True, blank=True, on_delete=models.CASCADE, related_name="tokens"
-    )
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     # Rotation: the replaced token keeps working until grace_until or until its successor is used.
@@ -251,12 +248,6 @@ class Token(AccountScoped):
     objects = AccountManager["Token"]()
 
     class Meta:
-        constraints = [
-            models.CheckConstraint(
-                condition=~Q(kind="gateway") | Q(site__isnull=False),
-                name="gateway_token_has_site",
-            ),
-        ]
         indexes = [models.Index(fields=["account", "kind"])]
 
     def __str__(self) -> str:

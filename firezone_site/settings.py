@@ -249,7 +249,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Gateways enforce expires_at themselves; the portal's expiry job keeps the audit trail and the
 # gateways' state in line within seconds.
 CELERY_BEAT_SCHEDULE: dict[str, Any] = {
-    "expire-authorizations": {"task": "policies.expire_authorizations", "schedule": 10.0},
+    "expire-authorizations": {"task": "gateways.expire_authorizations", "schedule": 10.0},
     "sweep-stale-gateways": {"task": "gateways.sweep_stale_gateways", "schedule": 60.0},
     "remove-offline-gateways": {"task": "gateways.remove_offline_gateways", "schedule": 3600.0},
     # Also how soon a static device's time-window condition takes effect at a window's edge.

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from accounts import services as account_services
@@ -34,16 +34,16 @@ from firezone_site.events import AccessChanged, publish
 from gateways import configs, presence, queries
 from gateways.models import (
     AccountKeySecret,
+    Authorization,
     ClientDevice,
     Gateway,
-    Site,
+    GatewayToken,
     StaticDeviceAssignment,
     TunnelAddress,
 )
 from policies import evaluation
 from policies import queries as policy_queries
-from policies import services as policy_services
-from policies.models import Authorization, Policy
+from policies.models import Policy, Site
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +139,8 @@ def delete_site(site: Site) -> None:
             )
         ]
     )
+    # The site's gateway tokens end with it (their bindings would cascade, the tokens would not).
+    gateway_tokens(current).delete()
     current.delete()
     publish(AccessChanged(account_id=site.account_id, reason="site_deleted"))
 
@@ -152,9 +154,36 @@ def create_site_with_token(
     return site, issue_gateway_token(site)
 
 
+@transaction.atomic
 def issue_gateway_token(site: Site, *, name: str = "") -> account_services.IssuedToken:
-    return account_services.create_token(
-        site.account, kind=Token.Kind.GATEWAY, name=name or f"{site.name} gateways", site_id=site.pk
+    """A gateway token and its binding to ``site``, together or not at all."""
+    issued = account_services.create_token(
+        site.account, kind=Token.Kind.GATEWAY, name=name or f"{site.name} gateways"
+    )
+    GatewayToken.objects.create(account_id=site.account_id, token=issued.token, site=site)
+    return issued
+
+
+@transaction.atomic
+def rotate_gateway_token(
+    token: Token, *, now: datetime | None = None
+) -> account_services.IssuedToken:
+    """Issue a successor bound to the same site; the old one works for 4 h or until the new is
+    used (``accounts.services.replace_token``)."""
+    binding = GatewayToken.objects.for_account(token.account_id).filter(token_id=token.pk).first()
+    if binding is None:
+        raise ValidationFailed({"kind": "Only gateway tokens bound to a site rotate."})
+    issued = account_services.replace_token(token, now=now)
+    GatewayToken.objects.create(
+        account_id=binding.account_id, token=issued.token, site_id=binding.site_id
+    )
+    return issued
+
+
+def gateway_tokens(site: Site) -> QuerySet[Token]:
+    """The gateway tokens bound to ``site`` (any state)."""
+    return Token.objects.for_account(site.account_id).filter(
+        kind=Token.Kind.GATEWAY, gateway_binding__site=site
     )
 
 
@@ -223,11 +252,14 @@ def connect_gateway(
     account = token.account
     if account.disabled_at is not None:
         raise GatewayRefused(protocol.CloseCode.ACCOUNT_DISABLED, "the account is disabled")
-    assert token.site_id is not None  # a check constraint holds this for gateway tokens
+    binding = GatewayToken.objects.for_account(account).filter(token_id=token.pk).first()
+    if binding is None:  # issue_gateway_token binds every gateway token it creates
+        raise GatewayRefused(protocol.CloseCode.UNAUTHORIZED, "the gateway token has no site")
+    site_id = binding.site_id
     ensure_key_secret(account.pk)
     gateway = (
         Gateway.objects.select_for_update()
-        .filter(account_id=account.pk, site_id=token.site_id, external_id=params.external_id)
+        .filter(account_id=account.pk, site_id=site_id, external_id=params.external_id)
         .first()
     )
     key_taken = Gateway.objects.for_account(account).filter(public_key=params.public_key)
@@ -244,11 +276,11 @@ def connect_gateway(
     envelopes: list[presence.Envelope] = []
     peer_visible_change = False
     if gateway is None:
-        _check_gateway_cap(account.pk, token.site_id)
+        _check_gateway_cap(account.pk, site_id)
         addresses = allocate_tunnel_address(account.pk)
         gateway = Gateway(
             account=account,
-            site_id=token.site_id,
+            site_id=site_id,
             external_id=params.external_id,
             address=addresses.slot,
             ipv4=addresses.ipv4,
@@ -647,6 +679,38 @@ def _locked_static_device(device: ClientDevice) -> ClientDevice:
     return current
 
 
+def revoke_authorizations(
+    account_id: uuid.UUID,
+    *,
+    reason: str,
+    resource_ids: Iterable[uuid.UUID] | None = None,
+    policy_ids: Iterable[uuid.UUID] | None = None,
+    actor_ids: Iterable[uuid.UUID] | None = None,
+    device_ids: Iterable[uuid.UUID] | None = None,
+) -> frozenset[uuid.UUID]:
+    """Revoke the account's active authorizations matching every given filter.
+
+    The one place flows end (the rows stay as the audit trail); returns the revoked ids so the
+    caller's event can tell the gateways. Runs in the caller's transaction. Provides
+    ``accounts.hooks.revoke_flows`` (policies and accounts end flows through it).
+    """
+    qs = Authorization.objects.for_account(account_id).filter(revoked_at__isnull=True)
+    if resource_ids is not None:
+        qs = qs.filter(resource_id__in=resource_ids)
+    if policy_ids is not None:
+        qs = qs.filter(policy_id__in=policy_ids)
+    if actor_ids is not None:
+        qs = qs.filter(actor_id__in=actor_ids)
+    if device_ids is not None:
+        qs = qs.filter(device_id__in=device_ids)
+    ids = frozenset(qs.select_for_update().values_list("pk", flat=True))
+    if ids:
+        Authorization.objects.filter(pk__in=ids).update(
+            revoked_at=timezone.now(), revoke_reason=reason[:64]
+        )
+    return ids
+
+
 @transaction.atomic
 def reissue_static_device_key(
     device: ClientDevice, *, public_key: str | None = None
@@ -698,7 +762,7 @@ def disable_device(device: ClientDevice) -> ClientDevice:
         current.disabled_at = timezone.now()
         current.save(update_fields=["disabled_at"])
         _sync_device(current)
-        revoked = policy_services.revoke_authorizations(
+        revoked = revoke_authorizations(
             current.account_id, device_ids={current.pk}, reason="device_disabled"
         )
         publish(
@@ -731,7 +795,7 @@ def delete_device(device: ClientDevice) -> None:
         for a in StaticDeviceAssignment.objects.filter(device_id=current.pk)
         if a.gateway_id is not None
     ]
-    revoked = policy_services.revoke_authorizations(
+    revoked = revoke_authorizations(
         current.account_id, device_ids={current.pk}, reason="device_deleted"
     )
     slot_id = current.address_id
@@ -745,6 +809,23 @@ def delete_device(device: ClientDevice) -> None:
     TunnelAddress.objects.filter(pk=slot_id).delete()
     presence.send_on_commit(presence.to_gateways(pushes))
     publish(event)
+
+
+def delete_actor_devices(actor: Actor) -> None:
+    """Delete an actor's devices before the actor goes (provides
+    ``accounts.hooks.delete_actor_devices``; runs in ``accounts.services.delete_actor``'s
+    transaction). Static devices go through :func:`delete_device`, which tells their gateways;
+    client-agent devices only have flows, which the caller revokes with the actor's."""
+    dynamic_slots: list[uuid.UUID] = []
+    for device in ClientDevice.objects.for_account(actor.account_id).filter(actor=actor):
+        if device.kind == ClientDevice.Kind.STATIC:
+            delete_device(device)
+        else:
+            dynamic_slots.append(device.address_id)
+    ClientDevice.objects.for_account(actor.account_id).filter(
+        actor=actor, kind=ClientDevice.Kind.DYNAMIC
+    ).delete()
+    TunnelAddress.objects.filter(pk__in=dynamic_slots).delete()
 
 
 def static_context(now: datetime) -> evaluation.ClientContext:
@@ -1005,7 +1086,7 @@ def rotate_gateway_tokens(
     rotated = 0
     for token in due:
         with transaction.atomic():
-            issued = account_services.rotate_gateway_token(token, now=now)
+            issued = rotate_gateway_token(token, now=now)
             old = Token.objects.get(pk=token.pk)
             presence.send_on_commit(
                 [

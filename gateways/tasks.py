@@ -29,3 +29,9 @@ def remove_offline_gateways() -> int:
 def resync_static_devices() -> int:
     """Recompute every static device (time-window policies, missed events)."""
     return services.resync_all_static_devices()
+
+
+@shared_task(name="gateways.expire_authorizations")
+def expire_authorizations() -> int:
+    """Revoke authorizations past their expiry (reason "expired"); gateways get reject_access."""
+    return services.expire_authorizations()

@@ -15,7 +15,8 @@ from django.urls import reverse
 
 from accounts.models import Account, Actor
 from gateways import configs, services
-from gateways.models import ClientDevice, Gateway, Site, StaticDeviceAssignment
+from gateways.models import ClientDevice, Gateway, StaticDeviceAssignment
+from policies.models import Site
 
 from .conftest import db, open_gateway, ws_path
 from .test_static_devices import grant, parse_config

@@ -12,7 +12,8 @@ from django.urls import reverse
 
 from accounts.models import Account
 from gateways import configs, services
-from gateways.models import ClientDevice, Gateway, Site
+from gateways.models import ClientDevice, Gateway
+from policies.models import Site
 
 pytestmark = pytest.mark.django_db
 
