@@ -576,7 +576,7 @@ class PortalClient:
         except p.ProtocolError as exc:
             log.warning("invalid message from the portal", extra={"reason": exc.reason})
             return None, []
-        assert not isinstance(msg, p.Heartbeat | p.AuthorizationAck)
+        assert not isinstance(msg, p.Heartbeat | p.AuthorizationAck | p.ResyncRequest)
         return msg, self.handle(msg)
 
     def handle(self, msg: p.PortalMessage) -> list[p.GatewayMessage]:
@@ -591,7 +591,13 @@ class PortalClient:
             self._announced = p.CloseCode.__members__.get(msg.code.upper(), self._announced)
             return []
         if isinstance(msg, p.HeartbeatReply):
-            return []
+            replies = self.state.handle(msg, time.time()).replies
+            if replies:
+                log.warning(
+                    "state differs from the portal's; asking for a resync",
+                    extra={"resyncs": self.state.resyncs},
+                )
+            return replies
         previous = (self.state.ipv4, self.state.ipv6)
         step = self.state.handle(msg, time.time())
         try:
