@@ -23,6 +23,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import DatabaseError
 from django.utils import timezone
 
 from agents import protocol
@@ -128,6 +129,7 @@ def bearer_token(headers: list[tuple[bytes, bytes]]) -> str:
 
 class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     gateway_id: uuid.UUID | None = None
+    account_id: uuid.UUID | None = None
 
     async def connect(self) -> None:
         self._closed = False
@@ -137,6 +139,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self._last_rx = loop.time()
         self._last_presence = loop.time()
         self._last_join = loop.time()
+        self._last_resync = -float("inf")
         # Accept first: only an accepted websocket can be closed with a 4000-range code.
         await self.accept()
         client = self.scope.get("client")
@@ -151,6 +154,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self._close(exc.code, exc.reason)
             return
         self.gateway_id = gateway.pk
+        self.account_id = gateway.account_id
         assert gateway.last_token_id is not None
         self._joined = [
             presence.gateway_group(gateway.pk),
@@ -193,7 +197,8 @@ class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self.send(text_data=protocol.dump(protocol.Error("invalid_message", exc.reason)))
             return
         if isinstance(message, protocol.Heartbeat):
-            await self.send(text_data=protocol.dump(protocol.HeartbeatReply()))
+            digest = await self._state_digest()
+            await self.send(text_data=protocol.dump(protocol.HeartbeatReply(digest)))
             if loop.time() - self._last_presence >= PRESENCE_WRITE_INTERVAL_S:
                 self._last_presence = loop.time()
                 await self._heartbeat()
@@ -203,8 +208,36 @@ class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await database_sync_to_async(services.authorization_acknowledged)(
                 self.gateway_id, message.authorization_id
             )
+        elif isinstance(message, protocol.ResyncRequest):
+            await self._resync()
         elif isinstance(message, protocol.Error):
             log.warning("gateway %s reported %s: %s", self.gateway_id, message.code, message.reason)
+
+    async def _state_digest(self) -> str | None:
+        assert self.gateway_id is not None and self.account_id is not None
+        try:
+            digest: str | None = await database_sync_to_async(queries.state_digest)(
+                self.account_id, self.gateway_id, timezone.now()
+            )
+        except DatabaseError:  # the reply still proves liveness; the next one carries a digest
+            log.warning("no state digest for gateway %s (database error)", self.gateway_id)
+            return None
+        return digest
+
+    async def _resync(self) -> None:
+        """Send ``init`` again (the agent found its state digest differs from ours). At most
+        one per half heartbeat interval: the agent backs off itself, this bounds a bad one."""
+        assert self.gateway_id is not None and self.account_id is not None
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._last_resync < float(settings.FZ_HEARTBEAT_INTERVAL_S) / 2:
+            return
+        self._last_resync = loop.time()
+        init = await database_sync_to_async(queries.gateway_init)(
+            self.account_id, self.gateway_id, timezone.now()
+        )
+        if init is not None:
+            log.info("gateway %s asked for a resync", self.gateway_id)
+            await self.send(text_data=protocol.dump(init))
 
     async def _heartbeat(self) -> None:
         assert self.gateway_id is not None

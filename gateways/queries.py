@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address
 
+from django.conf import settings
 from django.db.models import Count, Q, QuerySet
 
 from accounts.models import Account, Membership
@@ -223,5 +224,22 @@ def init_message(gateway: Gateway, now: datetime) -> protocol.Init:
         static_peers=tuple(static_peers_of_gateway(gateway, secret)),
         authorizations=tuple(a for a in wire if a is not None),
         relays=(),
-        heartbeat_interval_s=protocol.HEARTBEAT_INTERVAL_S,
+        heartbeat_interval_s=float(settings.FZ_HEARTBEAT_INTERVAL_S),
     )
+
+
+def gateway_init(
+    account_id: uuid.UUID, gateway_id: uuid.UUID, now: datetime
+) -> protocol.Init | None:
+    """``init`` for a gateway of this account (a resync), or None if the gateway is gone."""
+    gateway = Gateway.objects.for_account(account_id).filter(pk=gateway_id).first()
+    return None if gateway is None else init_message(gateway, now)
+
+
+def state_digest(account_id: uuid.UUID, gateway_id: uuid.UUID, now: datetime) -> str | None:
+    """`protocol.state_digest` of what the database says the gateway should hold (the content
+    of its ``init``), or None if the gateway is gone. Sent with every ``heartbeat_reply``."""
+    init = gateway_init(account_id, gateway_id, now)
+    if init is None:
+        return None
+    return protocol.state_digest(init.static_peers, init.authorizations)

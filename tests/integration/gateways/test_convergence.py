@@ -1,0 +1,111 @@
+"""Convergence through the real endpoint: the state digest in every ``heartbeat_reply`` and the
+``init`` a ``resync_request`` gets (docs/protocol.md, "Convergence")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from accounts.models import Account, Actor
+from agents import protocol
+from gateways.models import Site
+from policies.models import Authorization
+
+from .conftest import Gateway, authorize, db, gateway_with_flow, open_gateway, setup_access
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def digest_of(init: dict[str, Any]) -> str:
+    parsed = protocol.parse_message(protocol.dump(protocol.Init.from_json(init)))
+    assert isinstance(parsed, protocol.Init)
+    return protocol.state_digest(parsed.static_peers, parsed.authorizations)
+
+
+async def heartbeat_digest(gateway: Gateway) -> str:
+    await gateway.send({"type": "heartbeat"})
+    reply = await gateway.receive_type("heartbeat_reply")
+    digest = reply["state_digest"]
+    assert isinstance(digest, str)
+    return digest
+
+
+async def resync(gateway: Gateway) -> dict[str, Any]:
+    await gateway.send({"type": "resync_request"})
+    return await gateway.receive_type("init")
+
+
+async def test_the_digest_is_that_of_the_init_the_gateway_got(
+    acme: Account, site: Site, bob: Actor, token: str
+) -> None:
+    await db(setup_access)(acme, site, bob)
+    gateway, init = await open_gateway(token)
+    assert init is not None
+    assert await heartbeat_digest(gateway) == digest_of(init)
+    await gateway.disconnect()
+
+
+async def test_a_flow_the_gateway_never_heard_of_changes_the_digest_and_resync_sends_it(
+    acme: Account, site: Site, bob: Actor, token: str
+) -> None:
+    # gateway_with_flow writes the authorization after init and pushes nothing: a lost push.
+    flow = await gateway_with_flow(acme, site, bob, token)
+    digest = await heartbeat_digest(flow.gateway)
+    assert digest != digest_of(flow.init)
+    fresh = await resync(flow.gateway)
+    assert [a["id"] for a in fresh["authorizations"]] == [str(flow.auth.pk)]
+    assert digest_of(fresh) == digest
+    await flow.gateway.disconnect()
+
+
+async def test_a_revocation_whose_push_was_lost_is_dropped_by_the_resync(
+    acme: Account, site: Site, bob: Actor, token: str, settings: Any
+) -> None:
+    settings.FZ_HEARTBEAT_INTERVAL_S = 1.0
+    flow = await gateway_with_flow(acme, site, bob, token)
+    held = digest_of(await resync(flow.gateway))
+    kept = await db(authorize)(flow.policy, bob, flow.init["gateway_id"])
+    # Revoked in the database without any push (what a lost reject_access leaves behind).
+    await db(
+        lambda: Authorization.objects.filter(pk=flow.auth.pk).update(revoked_at=timezone.now())
+    )()
+    digest = await heartbeat_digest(flow.gateway)
+    assert digest != held
+    await flow.gateway.ws.receive_nothing(0.6)  # past the resync rate limit (0.5 s below)
+    fresh = await resync(flow.gateway)
+    assert [a["id"] for a in fresh["authorizations"]] == [str(kept.pk)]
+    assert digest_of(fresh) == digest
+    await flow.gateway.disconnect()
+
+
+async def test_another_accounts_changes_leave_the_digest_alone(
+    acme: Account,
+    site: Site,
+    bob: Actor,
+    token: str,
+    globex: Account,
+    globex_site: Site,
+    charlie: Actor,
+    globex_token: str,
+) -> None:
+    flow = await gateway_with_flow(acme, site, bob, token)
+    before = await heartbeat_digest(flow.gateway)
+    other = await gateway_with_flow(globex, globex_site, charlie, globex_token)
+    await db(authorize)(other.policy, charlie, other.init["gateway_id"])
+    assert await heartbeat_digest(flow.gateway) == before
+    assert await heartbeat_digest(other.gateway) != digest_of(other.init)
+    await flow.gateway.disconnect()
+    await other.gateway.disconnect()
+
+
+async def test_resync_requests_are_rate_limited_per_connection(
+    acme: Account, site: Site, bob: Actor, token: str, settings: Any
+) -> None:
+    settings.FZ_HEARTBEAT_INTERVAL_S = 4.0  # at most one init per 2 s
+    flow = await gateway_with_flow(acme, site, bob, token)
+    assert (await resync(flow.gateway))["heartbeat_interval_s"] == 4.0
+    await flow.gateway.send({"type": "resync_request"})
+    assert await flow.gateway.nothing(0.5), "a second resync within 2 s is ignored"
+    await flow.gateway.disconnect()
