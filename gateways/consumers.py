@@ -140,6 +140,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self._last_presence = loop.time()
         self._last_join = loop.time()
         self._last_resync = -float("inf")
+        self._digest_cache = queries.DigestCache()
         # Accept first: only an accepted websocket can be closed with a 4000-range code.
         await self.accept()
         client = self.scope.get("client")
@@ -217,7 +218,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         assert self.gateway_id is not None and self.account_id is not None
         try:
             digest: str | None = await database_sync_to_async(queries.state_digest)(
-                self.account_id, self.gateway_id, timezone.now()
+                self.account_id, self.gateway_id, timezone.now(), self._digest_cache
             )
         except DatabaseError:  # the reply still proves liveness; the next one carries a digest
             log.warning("no state digest for gateway %s (database error)", self.gateway_id)

@@ -109,3 +109,79 @@ async def test_resync_requests_are_rate_limited_per_connection(
     await flow.gateway.send({"type": "resync_request"})
     assert await flow.gateway.nothing(0.5), "a second resync within 2 s is ignored"
     await flow.gateway.disconnect()
+
+
+# --- the per-connection digest cache ----------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_cached_digest_follows_every_change_init_depends_on(
+    acme: Account, site: Site, bob: Actor, token: str, globex: Account, charlie: Actor
+) -> None:
+    from datetime import timedelta
+
+    from gateways import queries, services
+    from gateways.models import AccountKeySecret, ClientDevice, StaticDeviceAssignment
+    from policies import services as policy_services
+    from policies.models import Resource
+
+    from .conftest import new_key
+
+    gateway = services.connect_gateway(
+        secret=token,
+        params=services.GatewayParams(
+            external_id="gw", name="gw", public_key=new_key(), version="0.1.0", endpoint=""
+        ),
+        remote_ip="127.0.0.1",
+        channel_name="test",
+    )
+    _, resource, policy = setup_access(acme, site, bob)
+    static = services.register_static_device(bob, name="laptop").device
+    assert StaticDeviceAssignment.objects.filter(device=static, gateway=gateway).exists()
+    auth = authorize(policy, bob, str(gateway.pk))
+    cache = queries.DigestCache()
+    now = timezone.now()
+    seen: list[str] = []
+
+    def check(what: str, at: Any = None) -> None:
+        when = at or now
+        cached = queries.state_digest(acme.pk, gateway.pk, when, cache)
+        fresh = queries.state_digest(acme.pk, gateway.pk, when)
+        assert cached == fresh, f"stale cached digest after: {what}"
+        assert fresh not in seen, f"digest did not change after: {what}"
+        assert fresh is not None
+        seen.append(fresh)
+
+    check("start")
+    computed = cache.computed
+    assert queries.state_digest(acme.pk, gateway.pk, now, cache) == seen[-1]
+    assert cache.computed == computed, "an unchanged state is served from the cache"
+    # Another account's changes are not even a recomputation.
+    authorize(
+        setup_access(globex, services.create_site(globex, name="G"), charlie)[2], charlie, None
+    )
+    assert queries.state_digest(acme.pk, gateway.pk, now, cache) == seen[-1]
+    assert cache.computed == computed
+
+    Authorization.objects.filter(pk=auth.pk).update(revoked_at=timezone.now())
+    check("flow revoked")
+    second = authorize(policy, bob, str(gateway.pk))
+    check("flow created")
+    ClientDevice.objects.filter(pk=second.device_id).update(public_key=new_key())
+    check("client key changed")
+    Resource.objects.filter(pk=resource.pk).update(filters=[{"protocol": "udp", "ports": []}])
+    check("filters changed")
+    Resource.objects.filter(pk=resource.pk).update(address="10.7.0.0/24")
+    check("address changed")
+    StaticDeviceAssignment.objects.filter(device=static).update(resource_ids=[])
+    check("static peer lost its resources")
+    AccountKeySecret.objects.filter(account=acme).update(secret="ab" * 32)
+    check("key secret rotated")
+    Authorization.objects.filter(pk=second.pk).update(expires_at=now + timedelta(seconds=5))
+    check("expiry set")
+    check("expiry passed", now + timedelta(seconds=6))
+    policy_services.delete_policy(policy)
+    ClientDevice.objects.filter(pk=static.pk).update(disabled_at=timezone.now())
+    check("static device disabled", now + timedelta(seconds=6))
+    gateway.delete()
+    assert queries.state_digest(acme.pk, gateway.pk, now, cache) is None
