@@ -18,6 +18,7 @@ import os
 import statistics
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     dynamic = ClientDevice.objects.bulk_create(
         [device(i, ClientDevice.Kind.DYNAMIC) for i in range(args.authorizations)]
     )
-    later = timezone.now() + timezone.timedelta(hours=8)
+    later = timezone.now() + timedelta(hours=8)
     Authorization.objects.bulk_create(
         Authorization(
             account=account, actor=user, device=d, resource=resources[i % 50],

@@ -167,6 +167,7 @@ def test_the_cached_digest_follows_every_change_init_depends_on(
     check("flow revoked")
     second = authorize(policy, bob, str(gateway.pk))
     check("flow created")
+    assert second.device_id is not None
     ClientDevice.objects.filter(pk=second.device_id).update(public_key=new_key())
     check("client key changed")
     Resource.objects.filter(pk=resource.pk).update(filters=[{"protocol": "udp", "ports": []}])
