@@ -683,7 +683,9 @@ def sync_static_devices(account_id: uuid.UUID, device_ids: Iterable[uuid.UUID]) 
 
 
 def resync_all_static_devices(now: datetime | None = None) -> int:
-    """Periodic safety net (time-window policies, missed events): recompute every device."""
+    """Periodic job: re-evaluate every device's policies now (time-window conditions change
+    access with no event; an account recomputation whose task was lost). A push a gateway
+    missed is repaired by its state digest, not here."""
     total = 0
     rows = ClientDevice.objects.filter(kind=ClientDevice.Kind.STATIC).values_list(
         "account_id", "pk"
