@@ -76,20 +76,23 @@ def _close_connections(event: AccessChanged) -> None:
 
 
 def _revoke_static_access(event: AccessChanged) -> None:
-    """Synchronously recompute the static devices a narrowing event can take access from."""
-    scoped = bool(event.actor_ids or event.group_ids or event.device_ids)
-    in_scope: list[uuid.UUID] | None = None
-    if scoped:
-        in_scope = queries.affected_static_devices(
+    """Synchronously take away what a narrowing event took from static devices."""
+    if event.resource_ids:
+        # Policy and resource changes: only holders of those resources can lose anything;
+        # one bulk evaluation for all of them (the group scope is implied by the policies).
+        services.revoke_static_access(
+            event.account_id,
+            event.resource_ids,
+            readdressed=event.reason == "resource_readdressed",
+        )
+        return
+    if event.actor_ids or event.group_ids or event.device_ids:
+        device_ids = queries.affected_static_devices(
             event.account_id,
             actor_ids=event.actor_ids,
             group_ids=event.group_ids,
             device_ids=event.device_ids,
         )
-    if event.resource_ids:
-        device_ids = queries.static_devices_holding(event.account_id, in_scope, event.resource_ids)
-    elif in_scope is not None:
-        device_ids = in_scope
     else:  # account-wide narrowing without a resource (the account was disabled)
         device_ids = queries.affected_static_devices(event.account_id, everything=True)
     services.sync_static_devices(event.account_id, device_ids)

@@ -79,23 +79,6 @@ def affected_static_devices(
     return list(qs.order_by("pk").values_list("pk", flat=True))
 
 
-def static_devices_holding(
-    account_id: uuid.UUID, device_ids: Iterable[uuid.UUID] | None, resource_ids: Iterable[uuid.UUID]
-) -> list[uuid.UUID]:
-    """Ids of the static devices (among ``device_ids``; None: all of the account) with an
-    assignment that lists one of ``resource_ids``: the only ones a narrowing of those
-    resources can take access from."""
-    holds = Q()
-    for rid in sorted(set(resource_ids), key=str):
-        holds |= Q(resource_ids__contains=[str(rid)])
-    if not holds:
-        return []
-    qs = StaticDeviceAssignment.objects.for_account(account_id).filter(holds)
-    if device_ids is not None:
-        qs = qs.filter(device_id__in=set(device_ids))
-    return sorted(set(qs.values_list("device_id", flat=True)), key=str)
-
-
 def authorizations_by_gateway(
     account_id: uuid.UUID, authorization_ids: Iterable[uuid.UUID]
 ) -> dict[uuid.UUID, list[uuid.UUID]]:

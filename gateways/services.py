@@ -21,7 +21,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from accounts import services as account_services
-from accounts.models import Account, Actor, Token
+from accounts.models import Account, Actor, Membership, Token
 from agents import protocol
 from firezone_site.errors import (
     NotFound,
@@ -43,7 +43,7 @@ from gateways.models import (
 from policies import evaluation
 from policies import queries as policy_queries
 from policies import services as policy_services
-from policies.models import Authorization, Policy
+from policies.models import Authorization, Policy, Resource
 
 log = logging.getLogger(__name__)
 
@@ -680,6 +680,117 @@ def sync_static_devices(account_id: uuid.UUID, device_ids: Iterable[uuid.UUID]) 
             if device is not None:
                 changed += _sync_device(device, now)
     return changed
+
+
+@transaction.atomic
+def revoke_static_access(
+    account_id: uuid.UUID,
+    resource_ids: Iterable[uuid.UUID],
+    *,
+    device_ids: Iterable[uuid.UUID] | None = None,
+    readdressed: bool = False,
+    now: datetime | None = None,
+) -> int:
+    """The fast, synchronous half of a narrowing change of ``resource_ids``: take from every
+    static device (of ``device_ids``; None: all of the account) the ones of those resources it
+    may no longer reach, in one transaction and a handful of queries whatever the number of
+    devices, and push the changed peers to their gateways after the commit. ``readdressed``:
+    the resources' addresses changed, so every holder's peer is pushed again.
+
+    Only removes: anything a device gains, and the config version, follow in the account's
+    `sync_static_devices` run (queued by the caller). Returns the number of assignments changed.
+    """
+    now = now or timezone.now()
+    wanted = {str(r) for r in resource_ids}
+    holds = Q()
+    for rid in sorted(wanted):
+        holds |= Q(resource_ids__contains=[rid])
+    if not holds:
+        return 0
+    qs = (
+        StaticDeviceAssignment.objects.for_account(account_id)
+        .select_for_update(of=("self",))
+        .filter(holds)
+        .select_related("device", "device__actor")
+        .order_by("pk")
+    )
+    if device_ids is not None:
+        qs = qs.filter(device_id__in=set(device_ids))
+    assignments = list(qs)
+    if not assignments:
+        return 0
+    resources = {
+        str(r.pk): r
+        for r in Resource.objects.for_account(account_id).filter(
+            pk__in=wanted, kind__in=queries.STATIC_KINDS
+        )
+    }
+    rules: dict[str, list[evaluation.PolicyRule]] = defaultdict(list)
+    for policy in (
+        Policy.objects.for_account(account_id)
+        .filter(resource_id__in=wanted, disabled_at__isnull=True)
+        .order_by("id")
+    ):
+        rules[str(policy.resource_id)].append(
+            evaluation.PolicyRule(
+                policy_id=policy.pk,
+                group_id=policy.group_id,
+                resource_id=policy.resource_id,
+                conditions=evaluation.parse_conditions_cached(policy.conditions)
+                if policy.conditions
+                else (),
+            )
+        )
+    groups: dict[uuid.UUID, set[uuid.UUID]] = defaultdict(set)
+    for actor_id, group_id in (
+        Membership.objects.for_account(account_id)
+        .filter(actor_id__in={a.device.actor_id for a in assignments})
+        .values_list("actor_id", "group_id")
+    ):
+        groups[actor_id].add(group_id)
+    account_disabled = Account.objects.filter(pk=account_id, disabled_at__isnull=False).exists()
+    context = static_context(now)
+
+    def still_allowed(a: StaticDeviceAssignment, rid: str) -> bool:
+        device, resource = a.device, resources.get(rid)
+        if account_disabled or device.disabled_at is not None:
+            return False
+        if device.actor.disabled_at is not None or resource is None:
+            return False
+        if resource.site_id != a.site_id:
+            return False
+        return evaluation.evaluate(frozenset(groups[device.actor_id]), rules[rid], context).allowed
+
+    pushes: list[tuple[uuid.UUID, protocol.PortalMessage]] = []
+    kept: list[StaticDeviceAssignment] = []
+    removed: list[StaticDeviceAssignment] = []
+    for a in assignments:
+        lost = {rid for rid in a.resource_ids if rid in wanted and not still_allowed(a, rid)}
+        if not lost and not readdressed:
+            continue
+        a.resource_ids = [rid for rid in a.resource_ids if rid not in lost]
+        (kept if a.resource_ids else removed).append(a)
+    StaticDeviceAssignment.objects.bulk_update(kept, ["resource_ids"], batch_size=1000)
+    StaticDeviceAssignment.objects.filter(pk__in=[a.pk for a in removed]).delete()
+    for a in removed:
+        if a.gateway_id is not None:
+            pushes.append((a.gateway_id, protocol.RemoveStaticPeer(a.device.public_key)))
+    with_gateway = [a for a in kept if a.gateway_id is not None]
+    if with_gateway:
+        secret = queries.key_secret(account_id)
+        current = queries.assignment_resources(account_id, with_gateway)
+        for a in with_gateway:
+            assert a.gateway_id is not None
+            pushes.append(
+                (
+                    a.gateway_id,
+                    protocol.AddStaticPeer(
+                        queries.static_peer(a.device, a.gateway_id, current[a.pk], secret)
+                    ),
+                )
+            )
+    presence.send_on_commit(presence.to_gateways(pushes))
+    return len(kept) + len(removed)
 
 
 def resync_all_static_devices(now: datetime | None = None) -> int:

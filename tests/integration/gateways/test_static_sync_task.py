@@ -122,3 +122,67 @@ def test_the_run_touches_only_its_own_account(
     assert resources_of(globex_device) == set(), "globex waits for its own run"
     tasks.sync_account_static_devices(str(globex.pk))
     assert resources_of(globex_device)
+
+
+def test_a_narrowing_takes_only_what_no_other_policy_still_grants(
+    acme: Account,
+    site: Site,
+    bob: Actor,
+    alice: Actor,
+    online_gateway: None,
+    globex: Account,
+    globex_site: Site,
+    charlie: Actor,
+    queued: list[str],
+) -> None:
+    staff = account_services.create_group(acme, name="Staff")
+    admins = account_services.create_group(acme, name="Admins")
+    for actor in (bob, alice):
+        account_services.add_member(staff, actor)
+    account_services.add_member(admins, alice)
+    shared = lan(acme, site, "shared", "10.1.0.0/24")
+    via_staff = policy_services.create_policy(acme, group=staff, resource=shared)
+    policy_services.create_policy(acme, group=admins, resource=shared)
+    bobs = services.register_static_device(bob, name="b").device
+    alices = services.register_static_device(alice, name="a").device
+    # globex holds a resource too; acme's narrowing must not touch it
+    g_group = account_services.create_group(globex, name="Staff")
+    account_services.add_member(g_group, charlie)
+    g_res = lan(globex, globex_site, "lan", "10.1.0.0/24")
+    policy_services.create_policy(globex, group=g_group, resource=g_res)
+    charlies = services.register_static_device(charlie, name="c").device
+
+    nobody = account_services.create_group(acme, name="Nobody")
+    policy_services.update_policy(via_staff, group=nobody)  # bob loses, alice keeps via admins
+    assert resources_of(bobs) == set()
+    assert resources_of(alices) == {str(shared.pk)}
+    assert resources_of(charlies) == {str(g_res.pk)}
+    assert services.revoke_static_access(acme.pk, {shared.pk}) == 0, "nothing left to take"
+
+
+async def test_a_readdressed_resource_reaches_the_gateway_before_the_queued_run(
+    acme: Account, site: Site, bob: Actor, token: str, queued: list[str]
+) -> None:
+    from .conftest import db, open_gateway
+
+    gateway, init = await open_gateway(token)
+    assert init is not None
+
+    def setup() -> Resource:
+        group = account_services.create_group(acme, name="Staff")
+        account_services.add_member(group, bob)
+        resource = lan(acme, site, "lan", "10.1.0.0/24")
+        policy_services.create_policy(acme, group=group, resource=resource)
+        services.register_static_device(bob, name="laptop")
+        return resource
+
+    resource = await db(setup)()
+    first = await gateway.receive_type("add_static_peer")
+    assert first["peer"]["resources"][0]["address"] == "10.1.0.0/24"
+    queued.clear()
+    tasks._clear_pending(acme.pk)  # as if the queued run had started
+    await db(policy_services.update_resource)(resource, address="10.9.0.0/24")
+    moved = await gateway.receive_type("add_static_peer")
+    assert [r["address"] for r in moved["peer"]["resources"]] == ["10.9.0.0/24"]
+    assert queued == [str(acme.pk)]
+    await gateway.disconnect()
