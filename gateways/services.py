@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from accounts import services as account_services
@@ -764,13 +765,24 @@ def revoke_static_access(
     pushes: list[tuple[uuid.UUID, protocol.PortalMessage]] = []
     kept: list[StaticDeviceAssignment] = []
     removed: list[StaticDeviceAssignment] = []
+    by_loss: dict[frozenset[str], list[uuid.UUID]] = defaultdict(list)
     for a in assignments:
-        lost = {rid for rid in a.resource_ids if rid in wanted and not still_allowed(a, rid)}
+        lost = frozenset(
+            rid for rid in a.resource_ids if rid in wanted and not still_allowed(a, rid)
+        )
         if not lost and not readdressed:
             continue
         a.resource_ids = [rid for rid in a.resource_ids if rid not in lost]
         (kept if a.resource_ids else removed).append(a)
-    StaticDeviceAssignment.objects.bulk_update(kept, ["resource_ids"], batch_size=1000)
+        if lost and a.resource_ids:
+            by_loss[lost].append(a.pk)
+    # One UPDATE per distinct set of lost resources (jsonb minus text[] drops those strings):
+    # Django's bulk_update builds a CASE per row and costs seconds for thousands of rows.
+    column = StaticDeviceAssignment._meta.get_field("resource_ids").column
+    for lost, pks in by_loss.items():
+        StaticDeviceAssignment.objects.filter(pk__in=pks).update(
+            resource_ids=RawSQL(f'"{column}" - %s::text[]', (sorted(lost),))
+        )
     StaticDeviceAssignment.objects.filter(pk__in=[a.pk for a in removed]).delete()
     for a in removed:
         if a.gateway_id is not None:
