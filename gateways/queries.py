@@ -4,6 +4,7 @@ static peers, resources) that the consumer and the pushes send."""
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import uuid
@@ -12,12 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any
 
 from django.conf import settings
-from django.contrib.postgres.aggregates import StringAgg
-from django.db.models import Count, Q, QuerySet, TextField, Value
-from django.db.models.functions import MD5, Cast, Coalesce, Concat
+from django.db import connection
+from django.db.models import Count, Q, QuerySet
 
 from accounts.models import Account, Membership
 from agents import protocol
@@ -261,49 +260,49 @@ class DigestCache:
     computed: int = 0  # how often the digest had to be computed (tests, logs)
 
 
-def _rows_md5(qs: QuerySet[Any], *fields: str) -> str:
-    """MD5 (computed by PostgreSQL) over the text of ``fields`` of every row, in pk order."""
-    text = TextField()
-    parts: list[Any] = []
-    for name in fields:
-        parts += [Coalesce(Cast(name, text), Value("~"), output_field=text), Value("|")]
-    row = qs.aggregate(
-        fp=Coalesce(
-            MD5(
-                StringAgg(Concat(*parts, output_field=text), ";", order_by="pk"), output_field=text
-            ),
-            Value(""),
-            output_field=text,
-        )
-    )
-    return str(row["fp"])
+@functools.cache
+def _fingerprint_sql() -> str:
+    """One statement, four scalar subqueries: MD5 over the text of every row and column
+    ``init_message`` reads (tables named from the models, so a moved model keeps working)."""
+    a, d, r = Authorization._meta.db_table, ClientDevice._meta.db_table, Resource._meta.db_table
+    s, k = StaticDeviceAssignment._meta.db_table, AccountKeySecret._meta.db_table
+    g = Gateway._meta.db_table
+    kinds = ", ".join(f"'{kind}'" for kind in sorted(STATIC_KINDS))
+
+    def agg(*columns: str, order: str) -> str:
+        fields = ", ".join(f"coalesce(({c})::text, '~')" for c in columns)
+        return f"md5(string_agg(concat_ws('|', {fields}), ';' ORDER BY {order}))"
+
+    return f"""
+SELECT
+  EXISTS (SELECT 1 FROM "{g}" g WHERE g.id = %(gw)s AND g.account_id = %(acc)s),
+  (SELECT {agg("a.id", "a.expires_at", "d.id", "d.public_key", "d.ipv4", "d.ipv6", "r.id",
+               "r.kind", "r.address", "r.filters", order="a.id")}
+     FROM "{a}" a JOIN "{d}" d ON d.id = a.device_id JOIN "{r}" r ON r.id = a.resource_id
+    WHERE a.account_id = %(acc)s AND a.gateway_id = %(gw)s AND a.revoked_at IS NULL
+      AND (a.expires_at IS NULL OR a.expires_at > %(now)s)),
+  (SELECT {agg("x.id", "x.site_id", "x.resource_ids", "d.id", "d.public_key", "d.ipv4",
+               "d.ipv6", order="x.id")}
+     FROM "{s}" x JOIN "{d}" d ON d.id = x.device_id
+    WHERE x.account_id = %(acc)s AND x.gateway_id = %(gw)s AND d.disabled_at IS NULL),
+  (SELECT {agg("r.id", "r.site_id", "r.kind", "r.address", "r.filters", "r.name", order="r.id")}
+     FROM "{r}" r WHERE r.account_id = %(acc)s AND r.kind IN ({kinds})),
+  (SELECT {agg("k.id", "k.secret", order="k.id")} FROM "{k}" k WHERE k.account_id = %(acc)s)
+"""  # fmt: skip
 
 
-def state_fingerprint(account_id: uuid.UUID, gateway_id: uuid.UUID, now: datetime) -> str:
-    """A cheap fingerprint of every row and column ``init_message`` reads for this gateway
-    (aggregated by PostgreSQL, no model instances). Equal fingerprints mean an equal
-    ``init`` content; over-inclusive on purpose (all the account's static resources), so a
-    change can only cost a recomputation, never hide a difference."""
-    return "/".join(
-        (
-            _rows_md5(
-                _active_authorizations(account_id, gateway_id, now),
-                "pk", "expires_at", "device_id", "device__public_key", "device__ipv4",
-                "device__ipv6", "resource_id", "resource__kind", "resource__address",
-                "resource__filters",
-            ),
-            _rows_md5(
-                _static_assignments(account_id, gateway_id),
-                "pk", "device_id", "site_id", "resource_ids", "device__public_key",
-                "device__ipv4", "device__ipv6",
-            ),
-            _rows_md5(
-                Resource.objects.for_account(account_id).filter(kind__in=STATIC_KINDS),
-                "pk", "site_id", "kind", "address", "filters", "name",
-            ),
-            _rows_md5(AccountKeySecret.objects.for_account(account_id), "pk", "secret"),
-        )
-    )  # fmt: skip
+def state_fingerprint(account_id: uuid.UUID, gateway_id: uuid.UUID, now: datetime) -> str | None:
+    """A cheap fingerprint of every row and column ``init_message`` reads for this gateway (one
+    statement aggregated by PostgreSQL, no model instances), or None if the gateway is gone.
+    Equal fingerprints mean an equal ``init`` content; over-inclusive on purpose (all the
+    account's static resources), so a change can only cost a recomputation, never hide a
+    difference."""
+    with connection.cursor() as cursor:
+        cursor.execute(_fingerprint_sql(), {"gw": gateway_id, "acc": account_id, "now": now})
+        row = cursor.fetchone()
+    if row is None or not row[0]:
+        return None
+    return "/".join(str(part or "") for part in row[1:])
 
 
 def state_digest(
@@ -320,11 +319,14 @@ def state_digest(
     the whole ``init`` (benchmarks/heartbeat_digest.py)."""
     # The fingerprint is read before the init: a change committed in between pairs an old
     # fingerprint with the new digest, which the next heartbeat's fingerprint replaces.
-    fingerprint = state_fingerprint(account_id, gateway_id, now) if cache is not None else ""
-    if cache is not None and cache.digest is not None and cache.fingerprint == fingerprint:
-        if Gateway.objects.for_account(account_id).filter(pk=gateway_id).exists():
+    fingerprint = ""
+    if cache is not None:
+        found = state_fingerprint(account_id, gateway_id, now)
+        if found is None:
+            return None
+        if cache.digest is not None and cache.fingerprint == found:
             return cache.digest
-        return None
+        fingerprint = found
     init = gateway_init(account_id, gateway_id, now)
     if init is None:
         return None
