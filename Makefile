@@ -9,7 +9,7 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 CHECK_PATHS := firezone_site accounts policies gateways agents tests benchmarks manage.py
 
-.PHONY: run test install install-dev lint typecheck checks pytest clean
+.PHONY: run test setup install install-dev lint typecheck checks pytest clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,7 +45,11 @@ checks: install-dev
 pytest: install-dev
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-test: lint typecheck checks pytest
+# The machine's part (as root: missing apt packages; PostgreSQL and Redis started if down).
+setup:
+	.ci/setup
+
+test: setup lint typecheck checks pytest
 
 clean:
 	rm -rf $(VENV) var

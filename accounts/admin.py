@@ -10,35 +10,35 @@ from accounts.models import (
     Membership,
     Token,
 )
+from firezone_site.readonly_admin import ReadOnlyAdmin
 
 
 @admin.register(Account)
-class AccountAdmin(admin.ModelAdmin[Account]):
+class AccountAdmin(ReadOnlyAdmin[Account]):
+    account_field = "pk"
     list_display = ("name", "slug", "disabled_at", "created_at")
     search_fields = ("name", "slug")
     list_filter = ("disabled_at",)
 
 
 @admin.register(Actor)
-class ActorAdmin(admin.ModelAdmin[Actor]):
+class ActorAdmin(ReadOnlyAdmin[Actor]):
     list_display = ("name", "email", "type", "account", "disabled_at", "created_at")
     search_fields = ("name", "email")
     list_filter = ("type", "account", "disabled_at")
     list_select_related = ("account",)
-    raw_id_fields = ("user", "directory")
 
 
 @admin.register(Identity)
-class IdentityAdmin(admin.ModelAdmin[Identity]):
+class IdentityAdmin(ReadOnlyAdmin[Identity]):
     list_display = ("issuer", "subject", "email", "actor", "account")
     search_fields = ("issuer", "subject", "email")
     list_filter = ("account",)
     list_select_related = ("actor", "account")
-    raw_id_fields = ("actor", "provider")
 
 
 @admin.register(AuthProvider)
-class AuthProviderAdmin(admin.ModelAdmin[AuthProvider]):
+class AuthProviderAdmin(ReadOnlyAdmin[AuthProvider]):
     list_display = ("name", "kind", "context", "account", "disabled_at")
     search_fields = ("name",)
     list_filter = ("kind", "context", "account")
@@ -46,7 +46,7 @@ class AuthProviderAdmin(admin.ModelAdmin[AuthProvider]):
 
 
 @admin.register(Directory)
-class DirectoryAdmin(admin.ModelAdmin[Directory]):
+class DirectoryAdmin(ReadOnlyAdmin[Directory]):
     list_display = ("name", "kind", "account", "last_synced_at", "disabled_at")
     search_fields = ("name", "last_error")
     list_filter = ("kind", "account")
@@ -54,7 +54,7 @@ class DirectoryAdmin(admin.ModelAdmin[Directory]):
 
 
 @admin.register(Group)
-class GroupAdmin(admin.ModelAdmin[Group]):
+class GroupAdmin(ReadOnlyAdmin[Group]):
     list_display = ("name", "kind", "account", "created_at")
     search_fields = ("name", "provider_id")
     list_filter = ("kind", "account")
@@ -62,16 +62,15 @@ class GroupAdmin(admin.ModelAdmin[Group]):
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin[Membership]):
+class MembershipAdmin(ReadOnlyAdmin[Membership]):
     list_display = ("group", "actor", "account", "created_at")
     search_fields = ("group__name", "actor__email", "actor__name")
     list_filter = ("account",)
     list_select_related = ("group", "actor", "account")
-    raw_id_fields = ("group", "actor")
 
 
 @admin.register(Token)
-class TokenAdmin(admin.ModelAdmin[Token]):
+class TokenAdmin(ReadOnlyAdmin[Token]):
     # The secret is never stored; the hash is not shown either.
     list_display = (
         "name",
@@ -88,7 +87,3 @@ class TokenAdmin(admin.ModelAdmin[Token]):
     list_select_related = ("account", "actor", "site")
     exclude = ("secret_hash",)
     readonly_fields = ("last_used_at", "last_used_ip", "replaced_by", "grace_until")
-    raw_id_fields = ("actor", "site")
-
-    def has_add_permission(self, request: object, obj: object = None) -> bool:
-        return False  # issuing a token must go through the service that shows the secret once

@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from django.db import transaction
@@ -163,10 +163,23 @@ def create_actor(
     return actor
 
 
+# Staff of an account may look at its tenant data in the Django admin (read-only, scoped to the
+# account: see firezone_site.readonly_admin), nothing more.
+STAFF_VIEW_APPS = ("accounts", "policies", "gateways")
+
+
 def _create_user(account: Account, email: str, password: str, *, staff: bool) -> User:
-    user = User(username=_username(account, email), email=email, is_staff=staff, is_superuser=staff)
+    # Never a superuser: that is a power across every account, for the operator to grant
+    # (``manage.py createsuperuser``), not something an account's admin gets by default.
+    user = User(username=_username(account, email), email=email, is_staff=staff)
     user.set_password(password)
     user.save()
+    if staff:
+        user.user_permissions.set(
+            Permission.objects.filter(
+                content_type__app_label__in=STAFF_VIEW_APPS, codename__startswith="view_"
+            )
+        )
     return user
 
 
@@ -711,7 +724,8 @@ class Bootstrap:
 def bootstrap(
     *, account_name: str, slug: str, admin_email: str, admin_name: str = "Admin"
 ) -> Bootstrap:
-    """First account + an admin who is also Django staff, with a generated password."""
+    """First account + an admin who is also Django staff (view-only, this account only), with a
+    generated password."""
     account = create_account(name=account_name, slug=slug)
     password = secrets.token_urlsafe(15)
     admin = create_actor(

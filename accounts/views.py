@@ -16,6 +16,7 @@ from django.views.decorators.http import require_POST
 
 from accounts import forms, services
 from accounts.models import Actor, Group, Membership, Token
+from firezone_site import once
 from firezone_site.errors import NotFound, PermissionDenied, ValidationFailed
 from firezone_site.ui import (
     UI,
@@ -472,8 +473,17 @@ def settings_page(request: HttpRequest, ui: UI) -> HttpResponse:
         if issued is None:
             status = 422
         else:
-            # Listed again: issuing may have created a new service account.
-            token_form = forms.ApiTokenForm(service_accounts=_service_accounts(ui))
+            # Post-redirect-get: the secret is shown once on the page this redirects to, and a
+            # reload issues no second token.
+            once.stash(
+                request,
+                "api_token",
+                ui.account.pk,
+                {"token_id": str(issued.token.pk), "secret": issued.secret},
+            )
+            return redirect("settings")
+    else:
+        issued = _pop_issued_api_token(request, ui)
     q = request.GET.get("q", "").strip()
     tokens = search(_api_tokens(ui), q, ["name", "actor__name"])
     page = paginate(request, tokens)
@@ -493,6 +503,19 @@ def settings_page(request: HttpRequest, ui: UI) -> HttpResponse:
         status=status,
     )
     return no_store(response) if issued is not None else response
+
+
+def _pop_issued_api_token(request: HttpRequest, ui: UI) -> services.IssuedToken | None:
+    stashed = once.pop(request, "api_token", ui.account.pk)
+    if stashed is None:
+        return None
+    token = (
+        Token.objects.for_account(ui.account)
+        .filter(kind=Token.Kind.API, pk=stashed["token_id"])
+        .select_related("actor")
+        .first()
+    )
+    return None if token is None else services.IssuedToken(token=token, secret=stashed["secret"])
 
 
 def _create_api_token(ui: UI, form: forms.ApiTokenForm) -> services.IssuedToken | None:

@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from firezone_site.readonly_admin import ReadOnlyAdmin
 from gateways.models import (
     AccountKeySecret,
     ClientDevice,
@@ -11,7 +12,7 @@ from gateways.models import (
 
 
 @admin.register(Site)
-class SiteAdmin(admin.ModelAdmin[Site]):
+class SiteAdmin(ReadOnlyAdmin[Site]):
     list_display = ("name", "account", "created_at")
     search_fields = ("name",)
     list_filter = ("account",)
@@ -19,7 +20,7 @@ class SiteAdmin(admin.ModelAdmin[Site]):
 
 
 @admin.register(Gateway)
-class GatewayAdmin(admin.ModelAdmin[Gateway]):
+class GatewayAdmin(ReadOnlyAdmin[Gateway]):
     list_display = (
         "name",
         "site",
@@ -32,11 +33,10 @@ class GatewayAdmin(admin.ModelAdmin[Gateway]):
     search_fields = ("name", "external_id", "public_key", "ipv4", "ipv6")
     list_filter = ("online", "account", "site")
     list_select_related = ("site", "account")
-    raw_id_fields = ("address",)
 
 
 @admin.register(ClientDevice)
-class ClientDeviceAdmin(admin.ModelAdmin[ClientDevice]):
+class ClientDeviceAdmin(ReadOnlyAdmin[ClientDevice]):
     list_display = (
         "name",
         "actor",
@@ -50,35 +50,27 @@ class ClientDeviceAdmin(admin.ModelAdmin[ClientDevice]):
     search_fields = ("name", "external_id", "public_key", "ipv4", "ipv6", "actor__email")
     list_filter = ("kind", "account", "disabled_at")
     list_select_related = ("actor", "account")
-    raw_id_fields = ("actor", "address")
 
 
 @admin.register(TunnelAddress)
-class TunnelAddressAdmin(admin.ModelAdmin[TunnelAddress]):
+class TunnelAddressAdmin(ReadOnlyAdmin[TunnelAddress]):
     list_display = ("slot", "account", "created_at")
     search_fields = ("slot",)
     list_filter = ("account",)
 
 
 @admin.register(StaticDeviceAssignment)
-class StaticDeviceAssignmentAdmin(admin.ModelAdmin[StaticDeviceAssignment]):
+class StaticDeviceAssignmentAdmin(ReadOnlyAdmin[StaticDeviceAssignment]):
     list_display = ("device", "site", "gateway", "account", "created_at")
     search_fields = ("device__name", "site__name", "gateway__name")
     list_filter = ("account", "site")
     list_select_related = ("device", "site", "gateway", "account")
-    raw_id_fields = ("device", "site", "gateway")
 
 
 @admin.register(AccountKeySecret)
-class AccountKeySecretAdmin(admin.ModelAdmin[AccountKeySecret]):
+class AccountKeySecretAdmin(ReadOnlyAdmin[AccountKeySecret]):
     # Preshared keys derive from this secret: staff may see that it exists, never its value.
     list_display = ("account", "created_at")
     list_filter = ("account",)
     exclude = ("secret",)
     readonly_fields = ("account", "created_at")
-
-    def has_add_permission(self, request: object, obj: object = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: object, obj: object = None) -> bool:
-        return False

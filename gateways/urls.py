@@ -14,6 +14,7 @@ urlpatterns = [
     path("sites/<str:pk>/edit/", views.site_edit, name="site_edit"),
     path("sites/<str:pk>/delete/", views.site_delete, name="site_delete"),
     path("sites/<str:pk>/token/", views.site_token, name="site_token"),
+    path("sites/<str:pk>/deploy/", views.site_deploy, name="site_deploy"),
     path(
         "sites/<str:pk>/tokens/<str:token_pk>/revoke/",
         views.site_token_revoke,
@@ -22,6 +23,7 @@ urlpatterns = [
     path("devices/", views.device_list, name="device_list"),
     path("devices/new/", views.device_new, name="device_new"),
     path("devices/<str:pk>/", views.device_detail, name="device_detail"),
+    path("devices/<str:pk>/registered/", views.device_registered, name="device_registered"),
     path("devices/<str:pk>/config/", views.device_config, name="device_config"),
     path("devices/<str:pk>/qr.svg", views.device_qr, name="device_qr"),
     path("devices/<str:pk>/delete/", views.device_delete, name="device_delete"),

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 
 from accounts import services as account_services
 from accounts.models import Actor, Token
+from firezone_site import once
 from firezone_site.errors import ValidationFailed
 from firezone_site.ui import (
     UI,
@@ -168,9 +169,7 @@ def portal_url(request: HttpRequest) -> str:
     return f"{scheme}://{request.get_host()}"
 
 
-def _deploy_page(
-    request: HttpRequest, ui: UI, site: Site, issued: account_services.IssuedToken
-) -> HttpResponse:
+def _deploy_page(request: HttpRequest, ui: UI, site: Site, secret: str) -> HttpResponse:
     url = portal_url(request)
     return no_store(
         render_page(
@@ -179,9 +178,9 @@ def _deploy_page(
             "gateways/site_deploy.html",
             {
                 "site": site,
-                "secret": issued.secret,
+                "secret": secret,
                 "portal_url": url,
-                "command": f"firezone-gateway --portal-url {url} --token {issued.secret}",
+                "command": f"firezone-gateway --portal-url {url} --token {secret}",
                 "poll": POLL_SECONDS,
                 **_gateway_context(ui, site),
             },
@@ -201,8 +200,7 @@ def site_new(request: HttpRequest, ui: UI) -> HttpResponse:
         except ValidationFailed as exc:
             apply_errors(form, exc)
         else:
-            # The token's secret exists only in this response: it is rendered here, not redirected.
-            return _deploy_page(request, ui, site, issued)
+            return _show_gateway_token(request, site, issued)
     return form_page(
         request,
         ui,
@@ -240,11 +238,32 @@ def site_detail(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
     )
 
 
+def _show_gateway_token(
+    request: HttpRequest, site: Site, issued: account_services.IssuedToken
+) -> HttpResponse:
+    # Post-redirect-get: a reload of the deploy page cannot create a second site or token.
+    once.stash(request, "gateway_token", site.pk, {"secret": issued.secret})
+    return redirect("site_deploy", site.pk)
+
+
 @admin_required
 @require_POST
 def site_token(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
     site = get_or_404(_sites(ui), pk)
-    return _deploy_page(request, ui, site, services.issue_gateway_token(site))
+    return _show_gateway_token(request, site, services.issue_gateway_token(site))
+
+
+@admin_required
+def site_deploy(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
+    """The token just issued, shown once; afterwards the site page (a new token is one click)."""
+    site = get_or_404(_sites(ui), pk)
+    stashed = once.pop(request, "gateway_token", site.pk)
+    if stashed is None:
+        messages.info(
+            request, "A gateway token is shown only once. Issue a new token to deploy a gateway."
+        )
+        return redirect("site_detail", site.pk)
+    return _deploy_page(request, ui, site, stashed["secret"])
 
 
 @admin_required
@@ -384,7 +403,21 @@ def device_new(request: HttpRequest, ui: UI) -> HttpResponse:
             except ValidationFailed as exc:
                 apply_errors(form, exc)
             else:
-                return _registered_page(request, ui, registered)
+                # Post-redirect-get: the config (with a generated private key) is shown once on
+                # the page this redirects to; a reload registers nothing and shows no key.
+                config = registered.config
+                once.stash(
+                    request,
+                    "device_config",
+                    registered.device.pk,
+                    {
+                        "text": config.text,
+                        "version": config.version,
+                        "filename": config.filename,
+                        "has_private_key": registered.private_key is not None,
+                    },
+                )
+                return redirect("device_registered", registered.device.pk)
     return form_page(
         request,
         ui,
@@ -396,12 +429,18 @@ def device_new(request: HttpRequest, ui: UI) -> HttpResponse:
     )
 
 
-def _registered_page(
-    request: HttpRequest, ui: UI, registered: services.RegisteredDevice
-) -> HttpResponse:
+@member_required
+def device_registered(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
     # With a generated key this is the only time the private key exists: show it, offer it as
     # a download straight from the page, and never store it.
-    config = registered.config
+    device = get_or_404(_devices(ui), pk)
+    stashed = once.pop(request, "device_config", device.pk)
+    if stashed is None:
+        messages.info(request, "A new device's config is shown only once.")
+        return redirect("device_detail", device.pk)
+    config = configs.DeviceConfig(
+        text=stashed["text"], version=stashed["version"], filename=stashed["filename"]
+    )
     data_url = "data:text/plain;base64," + base64.b64encode(config.text.encode()).decode()
     return no_store(
         render_page(
@@ -409,10 +448,10 @@ def _registered_page(
             ui,
             "gateways/device_registered.html",
             {
-                "device": registered.device,
+                "device": device,
                 "config": config,
                 "qr": configs.qr_svg(config.text),
-                "has_private_key": registered.private_key is not None,
+                "has_private_key": stashed["has_private_key"],
                 "data_url": data_url,
             },
             nav="devices",

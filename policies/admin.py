@@ -1,10 +1,11 @@
 from django.contrib import admin
 
+from firezone_site.readonly_admin import ReadOnlyAdmin
 from policies.models import Authorization, Policy, Resource
 
 
 @admin.register(Resource)
-class ResourceAdmin(admin.ModelAdmin[Resource]):
+class ResourceAdmin(ReadOnlyAdmin[Resource]):
     list_display = ("name", "kind", "address", "site", "account", "created_at")
     search_fields = ("name", "address", "address_description")
     list_filter = ("kind", "ip_stack", "account", "site")
@@ -12,16 +13,15 @@ class ResourceAdmin(admin.ModelAdmin[Resource]):
 
 
 @admin.register(Policy)
-class PolicyAdmin(admin.ModelAdmin[Policy]):
+class PolicyAdmin(ReadOnlyAdmin[Policy]):
     list_display = ("group", "resource", "account", "disabled_at", "created_at")
     search_fields = ("group__name", "resource__name", "description")
     list_filter = ("account", "disabled_at")
     list_select_related = ("group", "resource", "account")
-    raw_id_fields = ("group", "resource")
 
 
 @admin.register(Authorization)
-class AuthorizationAdmin(admin.ModelAdmin[Authorization]):
+class AuthorizationAdmin(ReadOnlyAdmin[Authorization]):
     list_display = (
         "actor_email",
         "resource_name",
@@ -36,4 +36,3 @@ class AuthorizationAdmin(admin.ModelAdmin[Authorization]):
     list_filter = ("account", "revoke_reason")
     list_select_related = ("gateway", "account")
     date_hierarchy = "created_at"
-    raw_id_fields = ("actor", "device", "resource", "policy", "gateway", "token")

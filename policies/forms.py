@@ -36,6 +36,27 @@ _ADDRESS_HELP = (
 )
 
 
+# Honest UI until the features land (issue 8 section 4); remove these notes with them.
+NOT_ENFORCED_KINDS = frozenset({Resource.Kind.DNS.value, Resource.Kind.INTERNET.value})
+NOT_ENFORCED_NOTE = (
+    "DNS and Internet resources are not yet enforced by gateways: a policy for one grants no "
+    "traffic today. Use a CIDR range or an IP address."
+)
+REPORTED_ONLY_PROPERTIES = frozenset({"remote_ip", "remote_ip_location_region", "provider_id"})
+REPORTED_ONLY_NOTE = (
+    "Applies only to clients that report it, and no client does yet: static devices report no "
+    "remote IP, country or auth provider, and an unknown value never passes, so a policy with "
+    "this condition grants them nothing."
+)
+
+
+def _kind_choices() -> list[tuple[str, str]]:
+    return [
+        (value, f"{label} (not yet enforced)" if value in NOT_ENFORCED_KINDS else label)
+        for value, label in Resource.Kind.choices
+    ]
+
+
 def _split_values(raw: str) -> list[str]:
     return [v.strip() for v in raw.replace("\n", ",").split(",") if v.strip()]
 
@@ -43,7 +64,10 @@ def _split_values(raw: str) -> list[str]:
 class ResourceForm(forms.Form):
     name = forms.CharField(max_length=255)
     kind = forms.ChoiceField(
-        label="Type", choices=Resource.Kind.choices, initial=Resource.Kind.DNS.value
+        label="Type",
+        choices=_kind_choices,
+        initial=Resource.Kind.CIDR.value,
+        help_text=NOT_ENFORCED_NOTE,
     )
     address = forms.CharField(max_length=253, required=False, help_text=_ADDRESS_HELP)
     address_description = forms.CharField(
@@ -125,6 +149,7 @@ class ResourceForm(forms.Form):
 
 
 class PolicyForm(forms.Form):
+    reported_only_note = REPORTED_ONLY_NOTE
     group = forms.CharField(
         max_length=255,
         help_text="Group name.",

@@ -130,7 +130,13 @@ def resource_detail(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
         request,
         ui,
         "policies/resource_detail.html",
-        {"resource": resource, "policies": policies},
+        {
+            "resource": resource,
+            "policies": policies,
+            "not_enforced_note": forms.NOT_ENFORCED_NOTE
+            if resource.kind in forms.NOT_ENFORCED_KINDS
+            else "",
+        },
         nav="resources",
     )
 
@@ -354,6 +360,11 @@ def policy_detail(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
         {
             "policy": policy,
             "conditions": describe_conditions(policy.conditions, ui),
+            "reported_only_note": forms.REPORTED_ONLY_NOTE
+            if any(
+                c.get("property") in forms.REPORTED_ONLY_PROPERTIES for c in policy.conditions or []
+            )
+            else "",
             "recent": recent,
             "now": timezone.now(),
         },

@@ -1,20 +1,22 @@
 """``firezone-gateway``: run the gateway data plane.
 
-Modes: ``--static-config FILE`` (peers and their resources from a TOML file, see
-``agents.static_config``). The portal-driven mode (``--portal-url URL --token TOKEN``) will be a
-sibling of ``run_static``: it builds the same core, hands it to the same ``serve`` and applies the
-portal's messages to it while it runs.
+Two modes, one parser (so ``--help`` shows every flag): portal mode (``--portal-url URL
+--token-file FILE``, ``agents.gateway.portal``) and static mode (``--static-config FILE``, peers
+and their resources from a TOML file, see ``agents.static_config``). Both build the same core and
+hand it to the same ``serve``.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from ipaddress import IPv4Interface, IPv6Interface
 
 from agents.gateway.core import GatewayCore, apply_static_config
+from agents.gateway.portal import add_portal_arguments, run_from_args
 from agents.io.runtime import DataPlaneSpec, add_runtime_arguments, serve, wall_offset
 from agents.io.tun import Interface, Network, validate_name
 from agents.logging import configure as configure_logging
@@ -25,21 +27,38 @@ from agents.wireguard.device import Device
 log = logging.getLogger("agents.gateway")
 
 
+DESCRIPTION = """Firezone gateway agent. Run it in one of two modes:
+  portal mode:  firezone-gateway --portal-url URL --token-file FILE [options]
+  static mode:  firezone-gateway --static-config FILE [options]"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="firezone-gateway", description="Firezone gateway agent")
-    p.add_argument("--static-config", metavar="FILE", help="TOML file with peers and resources")
-    add_runtime_arguments(p)
+    p = argparse.ArgumentParser(
+        prog="firezone-gateway",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="The token may also come from the environment variable FIREZONE_TOKEN. "
+        "Docs: docs/gateway-agent.md (portal mode), docs/examples/gateway.toml (static mode).",
+    )
+    add_portal_arguments(p.add_argument_group("portal mode (controlled by the portal)"))
+    static = p.add_argument_group("static mode (no portal)")
+    static.add_argument(
+        "--static-config", metavar="FILE", help="TOML file with peers and resources"
+    )
+    add_runtime_arguments(
+        p.add_argument_group("data plane and logging (both modes)"),
+        log_level_default=os.environ.get("FIREZONE_LOG_LEVEL", "info"),
+    )
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    raw = list(sys.argv[1:] if argv is None else argv)
-    if any(a == "--portal-url" or a.startswith("--portal-url=") for a in raw):
-        from agents.gateway.portal import main as portal_main  # portal mode: its own flags
-
-        return portal_main(raw)
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.portal_url and args.static_config:
+        parser.error("--portal-url and --static-config are two modes: give one of them")
+    if args.portal_url:
+        return run_from_args(args)
     configure_logging(json_logs=args.log_json, level=args.log_level)
     if args.ifname:
         try:
@@ -48,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(str(exc))
     if args.static_config:
         return run_static(args)
-    parser.error("--static-config FILE is required")
+    parser.error("give --portal-url URL (portal mode) or --static-config FILE (static mode)")
     return 2  # unreachable: parser.error exits
 
 

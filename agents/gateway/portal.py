@@ -185,28 +185,50 @@ def parse_endpoint(text: str) -> str:
     return text
 
 
+def add_portal_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """The portal mode's own flags (``firezone-gateway --help`` lists them beside static mode's)."""
+    parser.add_argument("--portal-url", metavar="URL", help="e.g. https://portal.example.com")
+    parser.add_argument(
+        "--token-file", metavar="FILE", type=Path, help="file holding the gateway token (preferred)"
+    )
+    parser.add_argument(
+        "--token", metavar="TOKEN", help="the token itself (visible in ps; prefer --token-file)"
+    )
+    parser.add_argument(
+        "--external-id", metavar="ID", help="stable id (default: hash of /etc/machine-id)"
+    )
+    parser.add_argument("--name", metavar="NAME", help="display name (default: the hostname)")
+    parser.add_argument(
+        "--endpoint",
+        metavar="HOST:PORT",
+        help="where clients reach the WireGuard port (default: guessed by the portal from the "
+        "websocket's source address; set it behind NAT or a proxy)",
+    )
+    parser.add_argument(
+        "--listen-port",
+        metavar="N",
+        type=int,
+        default=DEFAULT_LISTEN_PORT,
+        help=f"WireGuard UDP port (default: {DEFAULT_LISTEN_PORT})",
+    )
+    parser.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        type=Path,
+        default=Path(DEFAULT_STATE_DIR),
+        help=f"private key, rotated token, external id (default: {DEFAULT_STATE_DIR})",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The portal mode alone (``agents.gateway.cli`` builds the combined parser)."""
     from agents.io.runtime import add_runtime_arguments
 
     parser = argparse.ArgumentParser(
         prog="firezone-gateway",
         description="Gateway agent, controlled by the portal over a websocket.",
     )
-    parser.add_argument("--portal-url", required=True, help="e.g. https://portal.example.com")
-    parser.add_argument("--token", help="gateway token (prefer FIREZONE_TOKEN or --token-file)")
-    parser.add_argument("--token-file", type=Path, help="file holding the gateway token")
-    parser.add_argument("--external-id", help="stable id (default: hash of /etc/machine-id)")
-    parser.add_argument("--name", help="display name (default: the hostname)")
-    parser.add_argument("--endpoint", help="host:port where clients reach the WireGuard port")
-    parser.add_argument(
-        "--listen-port", type=int, default=DEFAULT_LISTEN_PORT, help="WireGuard UDP port (51820)"
-    )
-    parser.add_argument(
-        "--state-dir",
-        type=Path,
-        default=Path(DEFAULT_STATE_DIR),
-        help=f"private key, rotated token, external id (default: {DEFAULT_STATE_DIR})",
-    )
+    add_portal_arguments(parser)
     add_runtime_arguments(parser, log_level_default=os.environ.get("FIREZONE_LOG_LEVEL", "info"))
     return parser
 
@@ -238,9 +260,13 @@ def options_from_args(args: argparse.Namespace, env: dict[str, str] | os._Enviro
     if not 1 <= args.listen_port <= 65535:
         raise ConfigurationError(f"--listen-port {args.listen_port}: expected 1-65535")
     endpoint = parse_endpoint(args.endpoint) if args.endpoint else None
-    if endpoint is None and args.listen_port != DEFAULT_LISTEN_PORT:
+    if endpoint is None:
+        # The portal then guesses from the websocket's source address: wrong behind NAT, a
+        # proxy, or on loopback, and static devices would get an unreachable Endpoint.
         log.warning(
-            "without --endpoint the portal advertises port 51820 to clients",
+            "no --endpoint: the portal will guess this gateway's endpoint from the websocket's "
+            "source address and port 51820; pass --endpoint HOST:PORT if clients reach it "
+            "another way (NAT, proxy, other port)",
             extra={"listen_port": args.listen_port},
         )
     if args.ifname:
@@ -753,9 +779,17 @@ def run(options: Options) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.portal_url:
+        parser.error("--portal-url URL is required")
+    return run_from_args(args)
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run portal mode from parsed arguments (shared by both parsers)."""
     from agents.logging import configure
 
-    args = build_parser().parse_args(argv)
     configure(json_logs=args.log_json, level=args.log_level)
     try:
         options = options_from_args(args, os.environ)

@@ -48,19 +48,28 @@ class DataPlaneSpec:
 
 
 def add_runtime_arguments(
-    parser: argparse.ArgumentParser, *, log_level_default: str = "info"
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, log_level_default: str = "info"
 ) -> None:
     """The flags every agent CLI shares: IO mode, device name, log format and level."""
     parser.add_argument(
         "--io-mode",
+        metavar="MODE",
         choices=drv.MODES,
         default=DEFAULT_IO_MODE,
-        help=f"data plane IO structure (default: {DEFAULT_IO_MODE}, the fastest measured)",
+        help=f"data plane IO structure: {', '.join(drv.MODES)} (default: {DEFAULT_IO_MODE}, "
+        "the fastest measured)",
     )
-    parser.add_argument("--ifname", help="TUN device name (default: generated, fz + random hex)")
+    parser.add_argument(
+        "--ifname", metavar="NAME", help="TUN device name (default: generated, fz + random hex)"
+    )
     parser.add_argument("--log-json", action="store_true", help="one JSON object per log line")
     parser.add_argument(
-        "--log-level", default=log_level_default, choices=["debug", "info", "warning", "error"]
+        "--log-level",
+        metavar="LEVEL",
+        default=log_level_default,
+        choices=["debug", "info", "warning", "error"],
+        help=f"debug, info, warning or error (default: {log_level_default}; "
+        "env FIREZONE_LOG_LEVEL)",
     )
 
 

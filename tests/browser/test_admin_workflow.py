@@ -21,10 +21,28 @@ def sign_in(page: Any, base: str, username: str) -> None:
     page.click("[data-testid=sign-in]")
 
 
+def settled(page: Any) -> None:
+    """Wait until htmx has finished its swap. htmx wires up swapped-in content (the search box's
+    ``hx-trigger``, for one) only when the swap settles, after the new heading is already there;
+    typing before then fires an input event nothing listens to."""
+    page.wait_for_function(
+        "() => document.querySelector('.htmx-swapping, .htmx-settling') === null"
+    )
+
+
 def nav(page: Any, label: str) -> None:
-    """Follow a sidebar link (an htmx-boosted swap) and wait for its page's heading."""
+    """Follow a sidebar link (an htmx-boosted swap) and wait for its page, settled."""
     page.click(f"nav.sidebar >> text={label}")
     page.wait_for_selector(f"main h1:text-is('{label}')")
+    settled(page)
+
+
+def is_search(q: str) -> Any:
+    def match(response: Any) -> bool:
+        request = response.request
+        return f"q={q}" in response.url and request.headers.get("hx-request") == "true"
+
+    return match
 
 
 def test_admin_workflow(
@@ -105,8 +123,12 @@ def test_admin_workflow(
     page.click("[data-testid=save]")
     page.wait_for_selector("h1:has-text('Dana')")
     nav(page, "Actors")
-    page.fill("input[name=q]", "dana")  # search as you type: htmx swaps just the list
-    page.wait_for_selector("#list >> text=1 total")
+    # Search as you type: htmx fetches and swaps just the list. Wait on that request's response
+    # and the swap, not on a fixed timeout.
+    with page.expect_response(is_search("dana"), timeout=60_000) as searched:
+        page.fill("input[name=q]", "dana")
+    assert searched.value.ok
+    page.wait_for_selector("#list >> text=1 total")  # the swap of the response just received
     assert page.is_visible("#list >> text=dana@acme.test")
     assert not page.is_visible("#list >> text=bob@acme.test")
     assert "q=dana" in page.url

@@ -82,3 +82,52 @@ def test_static_mode_logs_through_the_redacting_formatters(main: object, tmp_pat
         line = handlers[0].format(record)
         assert "s3cr3t" not in line
         assert "***" in line
+
+
+def _documented_flags(markdown: str) -> dict[str, str]:
+    """The flags table of docs/gateway-agent.md: flag -> its documented default column."""
+    flags: dict[str, str] = {}
+    for line in markdown.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and cells[0].startswith("`--"):
+            flags[cells[0].strip("`").split()[0].rstrip("`")] = cells[1].strip("`")
+    return flags
+
+
+def test_gateway_help_shows_every_mode_and_flag_and_the_docs_match_it() -> None:
+    parser = gateway_cli.build_parser()
+    help_text = parser.format_help()
+    assert "--portal-url URL --token-file FILE" in help_text  # both modes are named up front
+    assert "--static-config FILE" in help_text
+    parsed = {f for a in parser._actions for f in a.option_strings if f.startswith("--")}
+    parsed -= {"--help"}
+    for flag in parsed:
+        assert flag in help_text
+    docs = (Path(__file__).parents[2] / "docs" / "gateway-agent.md").read_text()
+    documented = _documented_flags(docs)
+    assert set(documented) == parsed
+    defaults = {a.option_strings[-1]: a.default for a in parser._actions if a.option_strings}
+    assert documented["--io-mode"] == DEFAULT_IO_MODE == defaults["--io-mode"]
+    assert documented["--listen-port"] == str(defaults["--listen-port"])
+    assert documented["--state-dir"] == str(defaults["--state-dir"])
+
+
+def test_gateway_refuses_two_modes_at_once(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        gateway_cli.main(["--portal-url", "http://p", "--static-config", "x.toml"])
+    assert exc.value.code == 2
+    assert "two modes" in capsys.readouterr().err
+
+
+def test_portal_mode_warns_when_the_endpoint_is_guessed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    base = ["--portal-url", "http://x", "--state-dir", str(tmp_path), "--token", "t"]
+    parser = gateway_portal.build_parser()
+    with caplog.at_level(logging.WARNING, logger="agents"):
+        gateway_portal.options_from_args(parser.parse_args(base), {})
+    assert any("no --endpoint" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="agents"):
+        gateway_portal.options_from_args(parser.parse_args([*base, "--endpoint", "a:1"]), {})
+    assert not any("no --endpoint" in r.getMessage() for r in caplog.records)

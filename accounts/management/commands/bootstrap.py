@@ -37,7 +37,7 @@ class Command(BaseCommand):
                         f"  account:   {result.account.slug}",
                         f"  email:     {result.admin.email}",
                         f"  password:  {result.password}",
-                        f"  Django admin (staff): {url}/django-admin/"
+                        f"  Django admin (read-only, staff): {url}/django-admin/"
                         f"  (username {result.account.slug}/{result.admin.email})",
                         "",
                     ]

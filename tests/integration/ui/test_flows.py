@@ -50,7 +50,9 @@ def test_creating_a_site_shows_the_token_once_with_the_command(
     from accounts import services as accounts
     from accounts.models import Token
 
-    response = alice_client.post(reverse("site_new"), {"name": "Berlin"}, HTTP_HOST="portal.test")
+    response = alice_client.post(
+        reverse("site_new"), {"name": "Berlin"}, HTTP_HOST="portal.test", follow=True
+    )
     assert response.status_code == 200
     html = response.content.decode()
     command = html.split('id="gateway-command">', 1)[1].split("</code>", 1)[0]
@@ -70,7 +72,7 @@ def test_a_new_gateway_token_can_be_issued_and_revoked(alice_client: Client, wor
     from accounts.models import Token
 
     site = world["site"]
-    response = alice_client.post(reverse("site_token", args=[site.pk]))
+    response = alice_client.post(reverse("site_token", args=[site.pk]), follow=True)
     assert b"--token fzg_" in response.content
     assert Token.objects.for_account(site.account_id).filter(site=site).count() == 2
     old = world["gateway_token"]
@@ -324,7 +326,7 @@ def test_admin_registers_a_device_for_a_user(alice_client: Client, world: Any, b
     from gateways.models import ClientDevice
 
     response = alice_client.post(
-        reverse("device_new"), {"actor": "bob@acme.test", "name": "Bob phone"}
+        reverse("device_new"), {"actor": "bob@acme.test", "name": "Bob phone"}, follow=True
     )
     assert response.status_code == 200
     html = response.content.decode()
@@ -350,7 +352,7 @@ def test_member_registers_a_device_for_himself_only(
     from gateways.models import ClientDevice
 
     response = bob_client.post(
-        reverse("device_new"), {"actor": "alice@acme.test", "name": "Tablet"}
+        reverse("device_new"), {"actor": "alice@acme.test", "name": "Tablet"}, follow=True
     )
     assert response.status_code == 200
     device = ClientDevice.objects.for_account(bob.account_id).get(name="Tablet")
@@ -458,6 +460,7 @@ def test_settings_rename_and_api_token_shown_once_then_revoked(
             "name": "deploy",
             "expires_in_days": "30",
         },
+        follow=True,
     )
     html = response.content.decode()
     secret = html.split('id="api-token">', 1)[1].split("<", 1)[0]
