@@ -5,13 +5,15 @@ Subscribed in ``GatewaysConfig.ready()``; ``firezone_site.events`` calls them fr
 first and directly (one query, then ``group_send`` to the gateways holding the authorizations):
 no Celery hop sits between the commit and ``reject_access``.
 
-Static devices: a narrowing change recomputes, right here, only the devices it can take access
-from (those in the event's scope that hold one of its resources), each in its own short
-transaction whose pushes go out on commit - revocation stays synchronous. Everything else (the
-account-wide recomputation a policy or resource change implies, widening, config versions) runs
-in the ``gateways.sync_account_static_devices`` Celery task, coalesced per account
-(`gateways.tasks.request_static_sync`), so an admin's request does not pay for every device of
-the account. A push lost on the way is repaired by the gateways' state digest (docs/protocol.md).
+Static devices: revocation stays synchronous too. A narrowing policy or resource change takes
+the resources away here from the devices that hold them and may no longer reach them
+(`services.revoke_static_access`: one bulk evaluation, one transaction, pushes on commit); a
+narrowing scoped to actors, groups or devices recomputes those devices (each in its own short
+transaction). Everything else - the account-wide recomputation a change implies, widening,
+config versions - runs in the ``gateways.sync_account_static_devices`` Celery task, queued after
+the commit and coalesced per account (`gateways.tasks.request_static_sync`), so an admin's
+request does not pay for every device of the account. A push lost on the way is repaired by the
+gateways' state digest (docs/protocol.md, "Convergence").
 """
 
 from __future__ import annotations
