@@ -320,6 +320,8 @@ def state_digest(
     # The fingerprint is read before the init: a change committed in between pairs an old
     # fingerprint with the new digest, which the next heartbeat's fingerprint replaces.
     fingerprint = ""
+    if connection.vendor != "postgresql":  # the fingerprint is PostgreSQL SQL; embedded: no cache
+        cache = None
     if cache is not None:
         found = state_fingerprint(account_id, gateway_id, now)
         if found is None:

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
@@ -703,21 +703,23 @@ def revoke_static_access(
     """
     now = now or timezone.now()
     wanted = {str(r) for r in resource_ids}
-    holds = Q()
-    for rid in sorted(wanted):
-        holds |= Q(resource_ids__contains=[rid])
-    if not holds:
+    if not wanted:
         return 0
+    postgres = connection.vendor == "postgresql"
     qs = (
         StaticDeviceAssignment.objects.for_account(account_id)
         .select_for_update(of=("self",))
-        .filter(holds)
         .select_related("device", "device__actor")
         .order_by("pk")
     )
+    if postgres:  # jsonb containment; the embedded SQLite database is filtered below
+        holds = Q()
+        for rid in sorted(wanted):
+            holds |= Q(resource_ids__contains=[rid])
+        qs = qs.filter(holds)
     if device_ids is not None:
         qs = qs.filter(device_id__in=set(device_ids))
-    assignments = list(qs)
+    assignments = [a for a in qs if wanted.intersection(a.resource_ids)]
     if not assignments:
         return 0
     resources = {
@@ -780,9 +782,15 @@ def revoke_static_access(
     # Django's bulk_update builds a CASE per row and costs seconds for thousands of rows.
     column = StaticDeviceAssignment._meta.get_field("resource_ids").column
     for lost, pks in by_loss.items():
-        StaticDeviceAssignment.objects.filter(pk__in=pks).update(
-            resource_ids=RawSQL(f'"{column}" - %s::text[]', (sorted(lost),))
-        )
+        if postgres:
+            StaticDeviceAssignment.objects.filter(pk__in=pks).update(
+                resource_ids=RawSQL(f'"{column}" - %s::text[]', (sorted(lost),))
+            )
+        else:
+            changed = set(pks)
+            for a in kept:
+                if a.pk in changed:
+                    a.save(update_fields=["resource_ids"])
     StaticDeviceAssignment.objects.filter(pk__in=[a.pk for a in removed]).delete()
     for a in removed:
         if a.gateway_id is not None:
