@@ -296,3 +296,6 @@ FZ_HEARTBEAT_TIMEOUT_S = float(os.environ.get("FZ_HEARTBEAT_TIMEOUT_S", "37"))
 # Sent to gateways in ``init`` (protocol.HEARTBEAT_INTERVAL_S by default). A lost push is repaired
 # within about one interval (state digest in heartbeat_reply); keep it well under the timeout.
 FZ_HEARTBEAT_INTERVAL_S = float(os.environ.get("FZ_HEARTBEAT_INTERVAL_S", "10"))
+# Every Nth heartbeat_reply carries the state digest (0: none, no convergence). A lost push is
+# repaired within about N intervals; each digest costs one fingerprint query (docs/protocol.md).
+FZ_STATE_DIGEST_EVERY = int(os.environ.get("FZ_STATE_DIGEST_EVERY", "1"))

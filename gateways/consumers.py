@@ -141,6 +141,8 @@ class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self._last_join = loop.time()
         self._last_resync = -float("inf")
         self._digest_cache = queries.DigestCache()
+        self._digest_task: asyncio.Task[None] | None = None
+        self._heartbeats = 0
         # Accept first: only an accepted websocket can be closed with a 4000-range code.
         await self.accept()
         client = self.scope.get("client")
@@ -198,8 +200,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self.send(text_data=protocol.dump(protocol.Error("invalid_message", exc.reason)))
             return
         if isinstance(message, protocol.Heartbeat):
-            digest = await self._state_digest()
-            await self.send(text_data=protocol.dump(protocol.HeartbeatReply(digest)))
+            await self._reply_to_heartbeat()
             if loop.time() - self._last_presence >= PRESENCE_WRITE_INTERVAL_S:
                 self._last_presence = loop.time()
                 await self._heartbeat()
@@ -213,6 +214,24 @@ class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self._resync()
         elif isinstance(message, protocol.Error):
             log.warning("gateway %s reported %s: %s", self.gateway_id, message.code, message.reason)
+
+    async def _reply_to_heartbeat(self) -> None:
+        """Answer at once, or - when this heartbeat carries the state digest - from a task of its
+        own: the consumer handles one message at a time, and a push (a revocation) must never
+        wait for a digest query queued behind other connections' in the database thread."""
+        every = int(settings.FZ_STATE_DIGEST_EVERY)
+        self._heartbeats += 1
+        busy = self._digest_task is not None and not self._digest_task.done()
+        if every <= 0 or self._heartbeats % every or busy:
+            await self.send(text_data=protocol.dump(protocol.HeartbeatReply()))
+            return
+        self._digest_task = asyncio.get_running_loop().create_task(self._send_digest())
+
+    async def _send_digest(self) -> None:
+        digest = await self._state_digest()
+        if not self._closed:
+            with contextlib.suppress(Exception):  # the socket may be closing
+                await self.send(text_data=protocol.dump(protocol.HeartbeatReply(digest)))
 
     async def _state_digest(self) -> str | None:
         assert self.gateway_id is not None and self.account_id is not None
@@ -284,9 +303,10 @@ class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             return
         self._cleaned = True
         self._closed = True
-        watchdog = getattr(self, "_watchdog", None)
-        if watchdog is not None and watchdog is not asyncio.current_task():
-            watchdog.cancel()
+        for name in ("_watchdog", "_digest_task"):
+            task = getattr(self, name, None)
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
         for group in getattr(self, "_joined", []):
             with contextlib.suppress(Exception):
                 await self.channel_layer.group_discard(group, self.channel_name)

@@ -111,6 +111,23 @@ async def test_resync_requests_are_rate_limited_per_connection(
     await flow.gateway.disconnect()
 
 
+async def test_every_nth_heartbeat_carries_the_digest_as_configured(
+    acme: Account, site: Site, bob: Actor, token: str, settings: Any
+) -> None:
+    settings.FZ_STATE_DIGEST_EVERY = 2
+    gateway, init = await open_gateway(token)
+    assert init is not None
+    replies = []
+    for _ in range(4):
+        await gateway.send({"type": "heartbeat"})
+        replies.append(await gateway.receive_type("heartbeat_reply"))
+    assert ["state_digest" in r for r in replies] == [False, True, False, True]
+    settings.FZ_STATE_DIGEST_EVERY = 0
+    await gateway.send({"type": "heartbeat"})
+    assert await gateway.receive_type("heartbeat_reply") == {"type": "heartbeat_reply"}
+    await gateway.disconnect()
+
+
 # --- the per-connection digest cache ----------------------------------------------------------
 
 
