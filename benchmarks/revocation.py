@@ -239,6 +239,9 @@ def main() -> None:
         "FZ_TESTING": "1",
         "DJANGO_SETTINGS_MODULE": "firezone_site.settings",
         "LOG_LEVEL": "WARNING",
+        # No Celery worker here: the static-device recomputation that a policy creation queues
+        # (gateways.sync_account_static_devices) runs inline in this process, after the commit.
+        "CELERY_TASK_ALWAYS_EAGER": "1",
     }
     os.environ.update(env)
     daphne: subprocess.Popen[bytes] | None = None
