@@ -17,6 +17,7 @@ import ipaddress
 import logging
 import re
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -34,6 +35,12 @@ log = logging.getLogger(__name__)
 #: Presence (last_seen_at) is written at most this often per connection; the stale-gateway sweep
 #: allows three heartbeat timeouts, far more than this.
 PRESENCE_WRITE_INTERVAL_S = 15.0
+#: State digests run on a thread of their own (with its own database connection), so a burst of
+#: heartbeats from many gateways never queues ahead of the consumers' other database calls
+#: (connects, presence) in Channels' single database thread; a connection whose previous digest
+#: is still running gets a reply without one.
+_DIGEST_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fz-digest")
+
 #: Channel-layer group memberships expire (channels_redis group_expiry, one day by default);
 #: long-lived sockets re-join well before that.
 GROUP_REFRESH_INTERVAL_S = 3600.0
@@ -236,9 +243,9 @@ class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     async def _state_digest(self) -> str | None:
         assert self.gateway_id is not None and self.account_id is not None
         try:
-            digest: str | None = await database_sync_to_async(queries.state_digest)(
-                self.account_id, self.gateway_id, timezone.now(), self._digest_cache
-            )
+            digest: str | None = await database_sync_to_async(
+                queries.state_digest, thread_sensitive=False, executor=_DIGEST_EXECUTOR
+            )(self.account_id, self.gateway_id, timezone.now(), self._digest_cache)
         except DatabaseError:  # the reply still proves liveness; the next one carries a digest
             log.warning("no state digest for gateway %s (database error)", self.gateway_id)
             return None
