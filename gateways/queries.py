@@ -285,8 +285,10 @@ SELECT
                "d.ipv6", order="x.id")}
      FROM "{s}" x JOIN "{d}" d ON d.id = x.device_id
     WHERE x.account_id = %(acc)s AND x.gateway_id = %(gw)s AND d.disabled_at IS NULL),
-  (SELECT {agg("r.id", "r.site_id", "r.kind", "r.address", "r.filters", "r.name", order="r.id")}
-     FROM "{r}" r WHERE r.account_id = %(acc)s AND r.kind IN ({kinds})),
+  (SELECT {agg("r.id", "r.site_id", "r.kind", "r.address", "r.filters", order="r.id")}
+     FROM "{r}" r WHERE r.account_id = %(acc)s AND r.kind IN ({kinds})
+      AND r.id::text IN (SELECT jsonb_array_elements_text(x.resource_ids) FROM "{s}" x
+                          WHERE x.account_id = %(acc)s AND x.gateway_id = %(gw)s)),
   (SELECT {agg("k.id", "k.secret", order="k.id")} FROM "{k}" k WHERE k.account_id = %(acc)s)
 """  # fmt: skip
 
@@ -294,9 +296,10 @@ SELECT
 def state_fingerprint(account_id: uuid.UUID, gateway_id: uuid.UUID, now: datetime) -> str | None:
     """A cheap fingerprint of every row and column ``init_message`` reads for this gateway (one
     statement aggregated by PostgreSQL, no model instances), or None if the gateway is gone.
-    Equal fingerprints mean an equal ``init`` content; over-inclusive on purpose (all the
-    account's static resources), so a change can only cost a recomputation, never hide a
-    difference."""
+    Equal fingerprints mean an equal ``init`` content: it covers the gateway's active flows
+    with their devices and resources, its static assignments with their devices, every
+    resource those assignments list, and the key secret. An idle gateway costs four index
+    lookups."""
     with connection.cursor() as cursor:
         cursor.execute(_fingerprint_sql(), {"gw": gateway_id, "acc": account_id, "now": now})
         row = cursor.fetchone()
