@@ -77,13 +77,15 @@ class TokenAdmin(ReadOnlyAdmin[Token]):
         "kind",
         "account",
         "actor",
-        "site",
         "expires_at",
         "revoked_at",
         "last_used_at",
     )
     search_fields = ("name", "actor__email")
     list_filter = ("kind", "account", "revoked_at")
-    list_select_related = ("account", "actor", "site")
+    list_select_related = ("account", "actor")
     exclude = ("secret_hash",)
     readonly_fields = ("last_used_at", "last_used_ip", "replaced_by", "grace_until")
+
+
+import accounts.signin.admin  # noqa: E402, F401  (registers the sign-in models)

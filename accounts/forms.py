@@ -1,7 +1,7 @@
 """Web UI forms for sign-in, groups, actors and account settings.
 
 Forms parse and shape input; the services validate invariants and their ``ValidationFailed``
-errors land back on these forms (``firezone_site.ui.apply_errors``), so field names here match the
+errors land back on these forms (``accounts.ui.apply_errors``), so field names here match the
 services' error keys.
 """
 

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from firezone_site.scoping import AccountManager, AccountScoped
+from accounts.scoping import AccountManager, AccountScoped
 
 
 class Account(models.Model):
@@ -235,8 +235,9 @@ class Token(AccountScoped):
     actor = models.ForeignKey(
         Actor, null=True, blank=True, on_delete=models.CASCADE, related_name="tokens"
     )
-    site = models.ForeignKey(
-        "gateways.Site", null=True, blank=True, on_delete=models.CASCADE, related_name="tokens"
+    # The provider a client session was signed in through: disabling it revokes the token.
+    provider = models.ForeignKey(
+        AuthProvider, null=True, blank=True, on_delete=models.CASCADE, related_name="tokens"
     )
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
@@ -251,13 +252,11 @@ class Token(AccountScoped):
     objects = AccountManager["Token"]()
 
     class Meta:
-        constraints = [
-            models.CheckConstraint(
-                condition=~Q(kind="gateway") | Q(site__isnull=False),
-                name="gateway_token_has_site",
-            ),
-        ]
         indexes = [models.Index(fields=["account", "kind"])]
 
     def __str__(self) -> str:
         return f"{self.kind} token {self.name or self.pk}"
+
+
+# Registers the sign-in models with the app (they live in accounts.signin).
+from accounts.signin.models import DeviceAuthorization, SignInCode  # noqa: E402, F401

@@ -21,6 +21,7 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
+from accounts import hooks
 from accounts.models import Account, Actor, AuthProvider, Directory, Group, Membership, Token
 from firezone_site.errors import (
     NotFound,
@@ -323,21 +324,10 @@ def delete_actor(actor: Actor) -> None:
     actor = Actor.objects.select_for_update().get(pk=actor.pk, account_id=actor.account_id)
     if actor.type == Actor.Type.ADMIN and actor.disabled_at is None:
         _check_not_last_admin(actor)
-    # Devices go first, through the service that tells their gateways and frees their tunnel
-    # addresses; then the actor's remaining flows are revoked while they still name the actor.
-    from gateways import services as gateway_services
-    from gateways.models import ClientDevice, TunnelAddress
-    from policies import services as policy_services
-
-    dynamic_slots: list[uuid.UUID] = []
-    for device in ClientDevice.objects.for_account(actor.account_id).filter(actor=actor):
-        if device.kind == ClientDevice.Kind.STATIC:
-            gateway_services.delete_device(device)
-        else:
-            dynamic_slots.append(device.address_id)
-    revoked = policy_services.revoke_authorizations(
-        actor.account_id, actor_ids={actor.pk}, reason="actor_deleted"
-    )
+    # Devices go first (the layer that keeps them tells their gateways and frees their tunnel
+    # addresses); then the actor's remaining flows are revoked while they still name the actor.
+    hooks.delete_actor_devices(actor)
+    revoked = hooks.revoke_flows(actor.account_id, actor_ids={actor.pk}, reason="actor_deleted")
     event = AccessChanged(
         account_id=actor.account_id,
         reason="actor_deleted",
@@ -346,7 +336,6 @@ def delete_actor(actor: Actor) -> None:
     )
     user = actor.user
     actor.delete()
-    TunnelAddress.objects.filter(pk__in=dynamic_slots).delete()
     if user is not None:
         _end_sessions(user.pk)
         user.delete()
@@ -506,33 +495,31 @@ def disable_auth_provider(provider: AuthProvider) -> None:
     policy that requires this provider (``provider_id is_in [..., this, ...]``) is revoked; a
     client that signed in elsewhere simply asks again and is re-evaluated.
     """
-    from policies import services as policy_services
-    from policies.models import Policy
-
     now = timezone.now()
     AuthProvider.objects.filter(pk=provider.pk, account_id=provider.account_id).update(
         disabled_at=now
     )
-    provider_id = str(provider.pk)
-    needing = [
-        policy.pk
-        for policy in Policy.objects.for_account(provider.account_id).only("id", "conditions")
-        if any(
-            c.get("property") == "provider_id"
-            and c.get("operator") == "is_in"
-            and provider_id in c.get("values", [])
-            for c in policy.conditions
-        )
-    ]
-    revoked = policy_services.revoke_authorizations(
+    needing = hooks.policies_requiring_provider(provider.account_id, provider.pk)
+    revoked = hooks.revoke_flows(
         provider.account_id, policy_ids=needing, reason="provider_disabled"
     )
+    # Its portal sessions end and its client tokens are revoked (the event disconnects them).
+    from accounts.signin.services import end_provider_sessions
+
+    token_ids = frozenset(
+        Token.objects.for_account(provider.account_id)
+        .filter(provider_id=provider.pk, revoked_at__isnull=True)
+        .values_list("pk", flat=True)
+    )
+    Token.objects.filter(pk__in=token_ids).update(revoked_at=now)
+    end_provider_sessions(provider.pk)
     publish(
         AccessChanged(
             account_id=provider.account_id,
             reason="provider_disabled",
-            policy_ids=frozenset(needing),
+            policy_ids=needing,
             authorization_ids=revoked,
+            token_ids=token_ids,
         )
     )
 
@@ -568,13 +555,12 @@ def create_token(
     kind: str,
     name: str = "",
     actor: Actor | None = None,
-    site_id: uuid.UUID | None = None,
     expires_at: datetime | None = None,
 ) -> IssuedToken:
+    """A new token and its secret (shown once). A gateway token is only usable once
+    ``gateways.services.issue_gateway_token`` has bound it to a site, in the same transaction."""
     if kind not in Token.Kind.values:
         raise ValidationFailed({"kind": f"Choose one of: {', '.join(Token.Kind.values)}."})
-    if kind == Token.Kind.GATEWAY and site_id is None:
-        raise ValidationFailed({"site": "A gateway token belongs to a site."})
     if kind == Token.Kind.API and (
         actor is None or actor.type not in (Actor.Type.SERVICE_ACCOUNT, Actor.Type.API_CLIENT)
     ):
@@ -592,7 +578,6 @@ def create_token(
         name=name.strip()[:255],
         secret_hash=hash_secret(secret),
         actor=actor,
-        site_id=site_id,
         expires_at=expires_at,
     )
     return IssuedToken(token=token, secret=secret)
@@ -682,15 +667,17 @@ def revoke_token(token: Token) -> None:
 
 
 @transaction.atomic
-def rotate_gateway_token(token: Token, *, now: datetime | None = None) -> IssuedToken:
-    """Issue a successor for a gateway token; the old one works for 4 h or until the new is used."""
+def replace_token(token: Token, *, now: datetime | None = None) -> IssuedToken:
+    """Issue a successor for a gateway token; the old one works for 4 h or until the new is used.
+
+    Only the identity half of a rotation: ``gateways.services.rotate_gateway_token`` binds the
+    successor to the same site in the same transaction.
+    """
     now = now or timezone.now()
     token = Token.objects.select_for_update().get(pk=token.pk, account_id=token.account_id)
-    if token.kind != Token.Kind.GATEWAY or token.site_id is None:
+    if token.kind != Token.Kind.GATEWAY:
         raise ValidationFailed({"kind": "Only gateway tokens rotate."})
-    issued = create_token(
-        token.account, kind=Token.Kind.GATEWAY, name=token.name, site_id=token.site_id
-    )
+    issued = create_token(token.account, kind=Token.Kind.GATEWAY, name=token.name)
     token.replaced_by = issued.token
     token.grace_until = now + GATEWAY_TOKEN_GRACE
     token.save(update_fields=["replaced_by", "grace_until"])
@@ -704,10 +691,10 @@ def delete_expired_tokens(now: datetime | None = None) -> int:
     cutoff = now - timedelta(days=1)
     from django.db.models import Q
 
-    deleted, _ = Token.objects.filter(
+    _, per_model = Token.objects.filter(
         Q(expires_at__lte=cutoff) | Q(revoked_at__lte=cutoff) | Q(grace_until__lte=cutoff)
     ).delete()
-    return deleted
+    return per_model.get(Token._meta.label, 0)  # not the rows that cascade with them
 
 
 # --- bootstrap ---------------------------------------------------------------------------------

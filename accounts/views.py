@@ -14,11 +14,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from accounts import forms, services
+from accounts import forms, hooks, services
 from accounts.models import Actor, Group, Membership, Token
-from firezone_site import once
-from firezone_site.errors import NotFound, PermissionDenied, ValidationFailed
-from firezone_site.ui import (
+from accounts.ui import (
     UI,
     admin_required,
     apply_errors,
@@ -32,7 +30,8 @@ from firezone_site.ui import (
     render_page,
     search,
 )
-from gateways.models import ClientDevice
+from firezone_site import once
+from firezone_site.errors import NotFound, PermissionDenied, ValidationFailed
 
 # --- sign-in -----------------------------------------------------------------------------------
 
@@ -304,7 +303,6 @@ def actor_new(request: HttpRequest, ui: UI) -> HttpResponse:
 def actor_detail(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
     actor = get_or_404(_actors(ui), pk)
     groups = Group.objects.for_account(ui.account).filter(memberships__actor=actor).order_by("name")
-    devices = ClientDevice.objects.for_account(ui.account).filter(actor=actor).order_by("name")
     tokens = (
         Token.objects.for_account(ui.account)
         .filter(actor=actor, kind=Token.Kind.API)
@@ -317,8 +315,9 @@ def actor_detail(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
         {
             "actor": actor,
             "groups": groups[:100],
-            "devices": devices[:100],
             "tokens": tokens[:100],
+            # The actor's devices live in the gateways app, above this one.
+            **hooks.actor_page_context(ui.account.pk, actor),
         },
         nav="actors",
     )

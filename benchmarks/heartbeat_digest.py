@@ -45,9 +45,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     from accounts import services as accounts
     from accounts.models import Actor
     from gateways import queries, services
-    from gateways.models import ClientDevice, StaticDeviceAssignment
+    from gateways.models import Authorization, ClientDevice, StaticDeviceAssignment
     from policies import services as policies
-    from policies.models import Authorization
 
     account = accounts.create_account(name="Bench", slug="bench")
     site = services.create_site(account, name="Site")

@@ -393,8 +393,8 @@ async def bench(
 
     # Trials: one policy + one authorization per trial, each held by a random gateway.
     def make_trials() -> list[tuple[Any, str, str]]:
+        from gateways.models import Authorization
         from policies import services as policies
-        from policies.models import Authorization
 
         user = accounts.create_actor(account, email="bob@bench.test", name="Bob", type="user")
         group = accounts.create_group(account, name="Engineering")
@@ -549,9 +549,8 @@ def real_agent_trials(
     removals (agent log timestamps, see benchmarks/_agent_lab.py)."""
     from accounts import services as accounts
     from gateways import services as gateways
-    from gateways.models import Gateway
+    from gateways.models import Authorization, Gateway
     from policies import services as policies
-    from policies.models import Authorization
 
     user = accounts.create_actor(account, email="carol@bench.test", name="Carol", type="user")
     group = accounts.create_group(account, name="Agent users")

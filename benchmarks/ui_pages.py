@@ -47,8 +47,8 @@ def seed(rows: int) -> tuple[Any, Any]:
     from accounts import services as accounts
     from accounts.models import Actor, Group, Membership
     from gateways import services as gateways
-    from gateways.models import ClientDevice, Site, TunnelAddress
-    from policies.models import Authorization, Policy, Resource
+    from gateways.models import Authorization, ClientDevice, TunnelAddress
+    from policies.models import Policy, Resource, Site
 
     account = accounts.create_account(name="Bench", slug="bench")
     admin = accounts.create_actor(

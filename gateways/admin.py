@@ -3,20 +3,13 @@ from django.contrib import admin
 from firezone_site.readonly_admin import ReadOnlyAdmin
 from gateways.models import (
     AccountKeySecret,
+    Authorization,
     ClientDevice,
     Gateway,
-    Site,
+    GatewayToken,
     StaticDeviceAssignment,
     TunnelAddress,
 )
-
-
-@admin.register(Site)
-class SiteAdmin(ReadOnlyAdmin[Site]):
-    list_display = ("name", "account", "created_at")
-    search_fields = ("name",)
-    list_filter = ("account",)
-    list_select_related = ("account",)
 
 
 @admin.register(Gateway)
@@ -74,3 +67,28 @@ class AccountKeySecretAdmin(ReadOnlyAdmin[AccountKeySecret]):
     list_filter = ("account",)
     exclude = ("secret",)
     readonly_fields = ("account", "created_at")
+
+
+@admin.register(Authorization)
+class AuthorizationAdmin(ReadOnlyAdmin[Authorization]):
+    list_display = (
+        "actor_email",
+        "resource_name",
+        "gateway",
+        "account",
+        "created_at",
+        "expires_at",
+        "revoked_at",
+        "revoke_reason",
+    )
+    search_fields = ("actor_email", "resource_name", "resource_address")
+    list_filter = ("account", "revoke_reason")
+    list_select_related = ("gateway", "account")
+    date_hierarchy = "created_at"
+
+
+@admin.register(GatewayToken)
+class GatewayTokenAdmin(ReadOnlyAdmin[GatewayToken]):
+    list_display = ("token", "site", "account", "created_at")
+    list_filter = ("account",)
+    list_select_related = ("token", "site", "account")

@@ -28,6 +28,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from agents import protocol
+from firezone_site.logsafe import escaped
 from gateways import presence, queries, services
 
 log = logging.getLogger(__name__)
@@ -220,7 +221,13 @@ class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         elif isinstance(message, protocol.ResyncRequest):
             await self._resync()
         elif isinstance(message, protocol.Error):
-            log.warning("gateway %s reported %s: %s", self.gateway_id, message.code, message.reason)
+            # Both strings come from the agent: escaped, so a reason cannot forge log lines.
+            log.warning(
+                "gateway %s reported %s: %s",
+                self.gateway_id,
+                escaped(message.code),
+                escaped(message.reason),
+            )
 
     async def _reply_to_heartbeat(self) -> None:
         """Answer at once, or - when this heartbeat carries the state digest - from a task of its

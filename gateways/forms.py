@@ -33,3 +33,23 @@ class DeviceForm(forms.Form):
         super().__init__(*args, **kwargs)
         if not choose_actor:
             del self.fields["actor"]
+
+
+class AuthorizationFilterForm(forms.Form):
+    q = forms.CharField(required=False, label="Search")
+    actor = forms.CharField(required=False, label="Actor email")
+    resource = forms.CharField(required=False, label="Resource")
+    since = forms.DateTimeField(
+        required=False,
+        label="From (UTC)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+    )
+    until = forms.DateTimeField(
+        required=False,
+        label="Until (UTC)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+    )
+    status = forms.ChoiceField(
+        required=False,
+        choices=[("", "any"), ("active", "active"), ("revoked", "revoked"), ("expired", "expired")],
+    )

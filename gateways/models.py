@@ -1,23 +1,16 @@
-"""Sites, gateways, client devices and the tunnel address pool."""
+"""Gateways, client devices, the tunnel address pool, gateway tokens' sites and authorizations.
+
+Sites live in ``policies`` (resources are placed on them); this app connects gateways to them.
+``Authorization`` keeps its original table ``policies_authorization``: it moved here, next to the
+devices and gateways it names, without a schema change."""
 
 from __future__ import annotations
 
 from django.db import models
 from django.db.models import Q
 
-from firezone_site.scoping import AccountManager, AccountScoped
-
-
-class Site(AccountScoped):
-    name = models.CharField(max_length=255)
-
-    objects = AccountManager["Site"]()
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["account", "name"], name="site_name_unique")]
-
-    def __str__(self) -> str:
-        return self.name
+from accounts.scoping import AccountManager, AccountScoped
+from policies.models import Site
 
 
 class TunnelAddress(AccountScoped):
@@ -174,3 +167,71 @@ class AccountKeySecret(AccountScoped):
 
     def __str__(self) -> str:
         return f"key secret of {self.account_id}"
+
+
+class GatewayToken(AccountScoped):
+    """Binds a gateway token (``accounts.Token`` of kind gateway) to the site its gateways join.
+
+    Tokens are identities (``accounts``); which site a gateway token lets a gateway join is this
+    app's business, so the binding lives here rather than as a column of the token. Every gateway
+    token has exactly one binding (``services.issue_gateway_token`` creates both in one
+    transaction); a token without one is refused at connect.
+    """
+
+    token = models.OneToOneField(
+        "accounts.Token", on_delete=models.CASCADE, related_name="gateway_binding"
+    )
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="gateway_tokens")
+
+    objects = AccountManager["GatewayToken"]()
+
+    def __str__(self) -> str:
+        return f"token {self.token_id} -> site {self.site_id}"
+
+
+class Authorization(AccountScoped):
+    """Which policy let which client reach which resource through which gateway, until when.
+
+    Revocation does not delete the row (it is the audit trail): it sets ``revoked_at`` and a reason,
+    and only rows with no ``revoked_at`` and ``expires_at`` in the future are active.
+    """
+
+    actor = models.ForeignKey(
+        "accounts.Actor", null=True, on_delete=models.SET_NULL, related_name="authorizations"
+    )
+    device = models.ForeignKey(
+        ClientDevice, null=True, on_delete=models.SET_NULL, related_name="authorizations"
+    )
+    resource = models.ForeignKey(
+        "policies.Resource", null=True, on_delete=models.SET_NULL, related_name="authorizations"
+    )
+    policy = models.ForeignKey(
+        "policies.Policy", null=True, on_delete=models.SET_NULL, related_name="authorizations"
+    )
+    gateway = models.ForeignKey(
+        Gateway, null=True, on_delete=models.SET_NULL, related_name="authorizations"
+    )
+    token = models.ForeignKey(
+        "accounts.Token", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Denormalized for the audit log: still readable after the objects are deleted.
+    actor_email = models.CharField(max_length=254, blank=True, default="")
+    resource_name = models.CharField(max_length=255, blank=True, default="")
+    resource_address = models.CharField(max_length=253, blank=True, default="")
+    client_remote_ip = models.GenericIPAddressField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoke_reason = models.CharField(max_length=64, blank=True, default="")
+
+    objects = AccountManager["Authorization"]()
+
+    class Meta:
+        db_table = "policies_authorization"
+        indexes = [
+            models.Index(fields=["account", "-created_at"]),
+            models.Index(fields=["gateway", "revoked_at"]),
+            models.Index(fields=["policy", "revoked_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.actor_email} -> {self.resource_name}"

@@ -1,5 +1,5 @@
-"""Account-scoped reads for sites, gateways and devices, and the wire views of them (``init``,
-static peers, resources) that the consumer and the pushes send."""
+"""Account-scoped reads for sites, gateways, devices and authorizations, and the wire views of
+them (``init``, static peers, resources) that the consumer and the pushes send."""
 
 from __future__ import annotations
 
@@ -20,8 +20,14 @@ from django.db.models import Count, Q, QuerySet
 
 from accounts.models import Account, Membership
 from agents import protocol
-from gateways.models import AccountKeySecret, ClientDevice, Gateway, Site, StaticDeviceAssignment
-from policies.models import Authorization, Resource
+from gateways.models import (
+    AccountKeySecret,
+    Authorization,
+    ClientDevice,
+    Gateway,
+    StaticDeviceAssignment,
+)
+from policies.models import Resource, Site
 
 #: Resource kinds a static WireGuard config can express (AllowedIPs are networks).
 STATIC_KINDS = frozenset({Resource.Kind.CIDR, Resource.Kind.IP})
@@ -32,6 +38,25 @@ STATIC_KINDS = frozenset({Resource.Kind.CIDR, Resource.Kind.IP})
 
 def sites(account: Account | uuid.UUID) -> QuerySet[Site]:
     return Site.objects.for_account(account).order_by("name")
+
+
+def authorizations(account: Account | uuid.UUID) -> QuerySet[Authorization]:
+    return Authorization.objects.for_account(account)
+
+
+def active_authorizations(account: Account | uuid.UUID, now: datetime) -> QuerySet[Authorization]:
+    return authorizations(account).filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=now), revoked_at__isnull=True
+    )
+
+
+def recent_authorizations_of_policy(
+    account_id: uuid.UUID, policy_id: uuid.UUID, *, limit: int
+) -> list[Authorization]:
+    """Provides ``policies.hooks.recent_authorizations_of_policy`` (the policy page)."""
+    return list(
+        authorizations(account_id).filter(policy_id=policy_id).order_by("-created_at")[:limit]
+    )
 
 
 def gateways(account: Account | uuid.UUID) -> QuerySet[Gateway]:

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -35,16 +35,16 @@ from firezone_site.events import AccessChanged, publish
 from gateways import configs, presence, queries
 from gateways.models import (
     AccountKeySecret,
+    Authorization,
     ClientDevice,
     Gateway,
-    Site,
+    GatewayToken,
     StaticDeviceAssignment,
     TunnelAddress,
 )
 from policies import evaluation
 from policies import queries as policy_queries
-from policies import services as policy_services
-from policies.models import Authorization, Policy, Resource
+from policies.models import Policy, Resource, Site
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,8 @@ def delete_site(site: Site) -> None:
             )
         ]
     )
+    # The site's gateway tokens end with it (their bindings would cascade, the tokens would not).
+    gateway_tokens(current).delete()
     current.delete()
     publish(AccessChanged(account_id=site.account_id, reason="site_deleted"))
 
@@ -153,9 +155,36 @@ def create_site_with_token(
     return site, issue_gateway_token(site)
 
 
+@transaction.atomic
 def issue_gateway_token(site: Site, *, name: str = "") -> account_services.IssuedToken:
-    return account_services.create_token(
-        site.account, kind=Token.Kind.GATEWAY, name=name or f"{site.name} gateways", site_id=site.pk
+    """A gateway token and its binding to ``site``, together or not at all."""
+    issued = account_services.create_token(
+        site.account, kind=Token.Kind.GATEWAY, name=name or f"{site.name} gateways"
+    )
+    GatewayToken.objects.create(account_id=site.account_id, token=issued.token, site=site)
+    return issued
+
+
+@transaction.atomic
+def rotate_gateway_token(
+    token: Token, *, now: datetime | None = None
+) -> account_services.IssuedToken:
+    """Issue a successor bound to the same site; the old one works for 4 h or until the new is
+    used (``accounts.services.replace_token``)."""
+    binding = GatewayToken.objects.for_account(token.account_id).filter(token_id=token.pk).first()
+    if binding is None:
+        raise ValidationFailed({"kind": "Only gateway tokens bound to a site rotate."})
+    issued = account_services.replace_token(token, now=now)
+    GatewayToken.objects.create(
+        account_id=binding.account_id, token=issued.token, site_id=binding.site_id
+    )
+    return issued
+
+
+def gateway_tokens(site: Site) -> QuerySet[Token]:
+    """The gateway tokens bound to ``site`` (any state)."""
+    return Token.objects.for_account(site.account_id).filter(
+        kind=Token.Kind.GATEWAY, gateway_binding__site=site
     )
 
 
@@ -224,11 +253,14 @@ def connect_gateway(
     account = token.account
     if account.disabled_at is not None:
         raise GatewayRefused(protocol.CloseCode.ACCOUNT_DISABLED, "the account is disabled")
-    assert token.site_id is not None  # a check constraint holds this for gateway tokens
+    binding = GatewayToken.objects.for_account(account).filter(token_id=token.pk).first()
+    if binding is None:  # issue_gateway_token binds every gateway token it creates
+        raise GatewayRefused(protocol.CloseCode.UNAUTHORIZED, "the gateway token has no site")
+    site_id = binding.site_id
     ensure_key_secret(account.pk)
     gateway = (
         Gateway.objects.select_for_update()
-        .filter(account_id=account.pk, site_id=token.site_id, external_id=params.external_id)
+        .filter(account_id=account.pk, site_id=site_id, external_id=params.external_id)
         .first()
     )
     key_taken = Gateway.objects.for_account(account).filter(public_key=params.public_key)
@@ -245,10 +277,11 @@ def connect_gateway(
     envelopes: list[presence.Envelope] = []
     peer_visible_change = False
     if gateway is None:
+        _check_gateway_cap(account.pk, site_id)
         addresses = allocate_tunnel_address(account.pk)
         gateway = Gateway(
             account=account,
-            site_id=token.site_id,
+            site_id=site_id,
             external_id=params.external_id,
             address=addresses.slot,
             ipv4=addresses.ipv4,
@@ -288,6 +321,22 @@ def connect_gateway(
         _refresh_config_version(device_id)
     presence.send_on_commit(envelopes)
     return gateway
+
+
+def _check_gateway_cap(account_id: uuid.UUID, site_id: uuid.UUID) -> None:
+    """Refuse a new gateway when the site already has FZ_MAX_GATEWAYS_PER_SITE of them.
+
+    The site row is locked first, so concurrent first connects of different external ids in one
+    site are counted one after the other and cannot both take the last place.
+    """
+    Site.objects.for_account(account_id).select_for_update().filter(pk=site_id).first()
+    limit = int(settings.FZ_MAX_GATEWAYS_PER_SITE)
+    if Gateway.objects.for_account(account_id).filter(site_id=site_id).count() >= limit:
+        raise GatewayRefused(
+            protocol.CloseCode.TOO_MANY_GATEWAYS,
+            f"the site already has {limit} gateways, the maximum (FZ_MAX_GATEWAYS_PER_SITE); "
+            "reuse an existing gateway's external id, or remove offline gateways",
+        )
 
 
 def _devices_of_gateway(gateway_id: uuid.UUID) -> list[uuid.UUID]:
@@ -403,6 +452,66 @@ def sweep_stale_gateways(now: datetime | None = None) -> int:
     return count
 
 
+def remove_offline_gateways(now: datetime | None = None) -> int:
+    """Delete gateways offline for longer than FZ_GATEWAY_RETENTION_DAYS (each in its own
+    transaction, see `remove_offline_gateway`); returns how many were removed."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.FZ_GATEWAY_RETENTION_DAYS)
+    stale = Gateway.objects.filter(online=False, last_seen_at__lt=cutoff)
+    return sum(
+        remove_offline_gateway(account_id, gateway_id, cutoff, now=now)
+        for account_id, gateway_id in stale.values_list("account_id", "pk")
+    )
+
+
+@transaction.atomic
+def remove_offline_gateway(
+    account_id: uuid.UUID, gateway_id: uuid.UUID, cutoff: datetime, *, now: datetime | None = None
+) -> bool:
+    """Delete one gateway if it is still offline and last seen before ``cutoff``, releasing its
+    tunnel addresses. The row is locked and re-checked, so a gateway that reconnected meanwhile
+    stays (and a connect that waited on the lock creates the gateway anew). Its open
+    authorizations are revoked; its static devices move to another online gateway of the site
+    (after commit, through the access-change handler)."""
+    now = now or timezone.now()
+    gateway = (
+        Gateway.objects.for_account(account_id)
+        .select_for_update()
+        .filter(pk=gateway_id, online=False, last_seen_at__lt=cutoff)
+        .first()
+    )
+    if gateway is None:
+        return False
+    device_ids = frozenset(_devices_of_gateway(gateway.pk))
+    Authorization.objects.for_account(account_id).filter(
+        gateway_id=gateway.pk, revoked_at__isnull=True
+    ).update(revoked_at=now, revoke_reason="gateway_removed")
+    address_id = gateway.address_id
+    gateway.delete()  # static assignments keep their device, with no gateway until re-synced
+    TunnelAddress.objects.filter(pk=address_id).delete()
+    # A socket that still holds the gateway (a portal process that died) is told, as on delete.
+    presence.send_on_commit(
+        [
+            presence.close(
+                presence.gateway_group(gateway_id),
+                protocol.CloseCode.GATEWAY_REMOVED,
+                "the gateway was removed after being offline too long",
+            )
+        ]
+    )
+    if device_ids:
+        publish(
+            AccessChanged(
+                account_id=account_id,
+                reason="gateway_removed",
+                narrowed=False,
+                device_ids=device_ids,
+            )
+        )
+    log.info("removed gateway %s (offline since %s)", gateway_id, gateway.last_seen_at)
+    return True
+
+
 # --- static devices ----------------------------------------------------------------------------
 
 
@@ -500,6 +609,38 @@ def _locked_static_device(device: ClientDevice) -> ClientDevice:
     return current
 
 
+def revoke_authorizations(
+    account_id: uuid.UUID,
+    *,
+    reason: str,
+    resource_ids: Iterable[uuid.UUID] | None = None,
+    policy_ids: Iterable[uuid.UUID] | None = None,
+    actor_ids: Iterable[uuid.UUID] | None = None,
+    device_ids: Iterable[uuid.UUID] | None = None,
+) -> frozenset[uuid.UUID]:
+    """Revoke the account's active authorizations matching every given filter.
+
+    The one place flows end (the rows stay as the audit trail); returns the revoked ids so the
+    caller's event can tell the gateways. Runs in the caller's transaction. Provides
+    ``accounts.hooks.revoke_flows`` (policies and accounts end flows through it).
+    """
+    qs = Authorization.objects.for_account(account_id).filter(revoked_at__isnull=True)
+    if resource_ids is not None:
+        qs = qs.filter(resource_id__in=resource_ids)
+    if policy_ids is not None:
+        qs = qs.filter(policy_id__in=policy_ids)
+    if actor_ids is not None:
+        qs = qs.filter(actor_id__in=actor_ids)
+    if device_ids is not None:
+        qs = qs.filter(device_id__in=device_ids)
+    ids = frozenset(qs.select_for_update().values_list("pk", flat=True))
+    if ids:
+        Authorization.objects.filter(pk__in=ids).update(
+            revoked_at=timezone.now(), revoke_reason=reason[:64]
+        )
+    return ids
+
+
 @transaction.atomic
 def disable_device(device: ClientDevice) -> ClientDevice:
     """Disable a static device: gateways drop it at once; its config stops working."""
@@ -508,7 +649,7 @@ def disable_device(device: ClientDevice) -> ClientDevice:
         current.disabled_at = timezone.now()
         current.save(update_fields=["disabled_at"])
         _sync_device(current)
-        revoked = policy_services.revoke_authorizations(
+        revoked = revoke_authorizations(
             current.account_id, device_ids={current.pk}, reason="device_disabled"
         )
         publish(
@@ -541,7 +682,7 @@ def delete_device(device: ClientDevice) -> None:
         for a in StaticDeviceAssignment.objects.filter(device_id=current.pk)
         if a.gateway_id is not None
     ]
-    revoked = policy_services.revoke_authorizations(
+    revoked = revoke_authorizations(
         current.account_id, device_ids={current.pk}, reason="device_deleted"
     )
     slot_id = current.address_id
@@ -555,6 +696,23 @@ def delete_device(device: ClientDevice) -> None:
     TunnelAddress.objects.filter(pk=slot_id).delete()
     presence.send_on_commit(presence.to_gateways(pushes))
     publish(event)
+
+
+def delete_actor_devices(actor: Actor) -> None:
+    """Delete an actor's devices before the actor goes (provides
+    ``accounts.hooks.delete_actor_devices``; runs in ``accounts.services.delete_actor``'s
+    transaction). Static devices go through :func:`delete_device`, which tells their gateways;
+    client-agent devices only have flows, which the caller revokes with the actor's."""
+    dynamic_slots: list[uuid.UUID] = []
+    for device in ClientDevice.objects.for_account(actor.account_id).filter(actor=actor):
+        if device.kind == ClientDevice.Kind.STATIC:
+            delete_device(device)
+        else:
+            dynamic_slots.append(device.address_id)
+    ClientDevice.objects.for_account(actor.account_id).filter(
+        actor=actor, kind=ClientDevice.Kind.DYNAMIC
+    ).delete()
+    TunnelAddress.objects.filter(pk__in=dynamic_slots).delete()
 
 
 def static_context(now: datetime) -> evaluation.ClientContext:
@@ -947,7 +1105,7 @@ def rotate_gateway_tokens(
     rotated = 0
     for token in due:
         with transaction.atomic():
-            issued = account_services.rotate_gateway_token(token, now=now)
+            issued = rotate_gateway_token(token, now=now)
             old = Token.objects.get(pk=token.pk)
             presence.send_on_commit(
                 [

@@ -85,9 +85,21 @@ def sweep_stale_gateways() -> int:
     return services.sweep_stale_gateways()
 
 
+@shared_task(name="gateways.remove_offline_gateways")
+def remove_offline_gateways() -> int:
+    """Delete gateways offline longer than FZ_GATEWAY_RETENTION_DAYS (their addresses freed)."""
+    return services.remove_offline_gateways()
+
+
 @shared_task(name="gateways.resync_static_devices")
 def resync_static_devices() -> int:
     """Re-evaluate every static device's policies now (time-window conditions change access
     without any event; a recomputation whose task was lost). Gateways that missed a push are
     not this job's business: their state digest brings them in line with the database."""
     return services.resync_all_static_devices()
+
+
+@shared_task(name="gateways.expire_authorizations")
+def expire_authorizations() -> int:
+    """Revoke authorizations past their expiry (reason "expired"); gateways get reject_access."""
+    return services.expire_authorizations()

@@ -1,4 +1,4 @@
-"""Web UI routes: overview, sites, devices."""
+"""Web UI routes: overview, sites, devices, audit log."""
 
 from django.urls import path
 
@@ -20,6 +20,7 @@ urlpatterns = [
         views.site_token_revoke,
         name="site_token_revoke",
     ),
+    path("audit/", views.authorization_list, name="authorization_list"),
     path("devices/", views.device_list, name="device_list"),
     path("devices/new/", views.device_new, name="device_new"),
     path("devices/<str:pk>/", views.device_detail, name="device_detail"),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import uuid
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -16,10 +18,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts import services as account_services
-from accounts.models import Actor, Token
-from firezone_site import once
-from firezone_site.errors import ValidationFailed
-from firezone_site.ui import (
+from accounts.models import Actor
+from accounts.ui import (
     UI,
     admin_required,
     apply_errors,
@@ -34,9 +34,11 @@ from firezone_site.ui import (
     render_page,
     search,
 )
+from firezone_site import once
+from firezone_site.errors import ValidationFailed
 from gateways import configs, forms, queries, services
-from gateways.models import ClientDevice, Gateway, Site
-from policies.models import Authorization, Policy, Resource
+from gateways.models import Authorization, ClientDevice, Gateway
+from policies.models import Policy, Resource, Site
 
 POLL_SECONDS = 5
 
@@ -215,11 +217,7 @@ def site_new(request: HttpRequest, ui: UI) -> HttpResponse:
 @admin_required
 def site_detail(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
     site = get_or_404(_sites(ui), pk)
-    tokens = (
-        Token.objects.for_account(ui.account)
-        .filter(kind=Token.Kind.GATEWAY, site=site)
-        .order_by("revoked_at", "-created_at")[:50]
-    )
+    tokens = services.gateway_tokens(site).order_by("revoked_at", "-created_at")[:50]
     resources = Resource.objects.for_account(ui.account).filter(site=site).order_by("name")
     return render_page(
         request,
@@ -233,6 +231,8 @@ def site_detail(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
             "resource_count": resources.count(),
             "now": timezone.now(),
             "poll": POLL_SECONDS,
+            "max_gateways": settings.FZ_MAX_GATEWAYS_PER_SITE,
+            "retention_days": settings.FZ_GATEWAY_RETENTION_DAYS,
         },
         nav="sites",
     )
@@ -269,9 +269,7 @@ def site_deploy(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
 @admin_required
 def site_token_revoke(request: HttpRequest, ui: UI, pk: str, token_pk: str) -> HttpResponse:
     site = get_or_404(_sites(ui), pk)
-    token = get_or_404(
-        Token.objects.for_account(ui.account).filter(kind=Token.Kind.GATEWAY, site=site), token_pk
-    )
+    token = get_or_404(services.gateway_tokens(site), token_pk)
     if request.method == "POST":
         account_services.revoke_token(token)
         messages.success(request, "Gateway token revoked.")
@@ -542,3 +540,53 @@ def device_disable(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
 @admin_required
 def device_enable(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
     return _device_action(request, ui, pk, action="enable")
+
+
+# --- authorizations (audit log) ------------------------------------------------------------------
+
+
+def filtered_authorizations(ui: UI, form: forms.AuthorizationFilterForm, now: datetime) -> Any:
+    if not form.is_valid():
+        return queries.authorizations(ui.account).none()
+    data = form.cleaned_data
+    status = data.get("status")
+    qs = (
+        queries.active_authorizations(ui.account, now)
+        if status == "active"
+        else queries.authorizations(ui.account)
+    )
+    qs = search(qs, data.get("q") or "", ["actor_email", "resource_name", "resource_address"])
+    if data.get("actor"):
+        qs = qs.filter(actor_email__icontains=data["actor"].strip())
+    if data.get("resource"):
+        term = data["resource"].strip()
+        qs = qs.filter(Q(resource_name__icontains=term) | Q(resource_address__icontains=term))
+    if data.get("since"):
+        qs = qs.filter(created_at__gte=data["since"])
+    if data.get("until"):
+        qs = qs.filter(created_at__lt=data["until"])
+    if status == "revoked":
+        qs = qs.filter(revoked_at__isnull=False)
+    elif status == "expired":
+        qs = qs.filter(expires_at__lte=now, revoked_at__isnull=True)
+    return qs.order_by("-created_at", "-id")
+
+
+@admin_required
+def authorization_list(request: HttpRequest, ui: UI) -> HttpResponse:
+    form = forms.AuthorizationFilterForm(request.GET)
+    now = timezone.now()
+    page = paginate(request, filtered_authorizations(ui, form, now))
+    return render_page(
+        request,
+        ui,
+        "gateways/authorization_list.html",
+        list_context(request, page, form=form, now=now),
+        nav="audit",
+    )
+
+
+def actor_page_context(account_id: uuid.UUID, actor: Actor) -> dict[str, Any]:
+    """Provides ``accounts.hooks.actor_page_context``: the devices card of an actor's page."""
+    devices = ClientDevice.objects.for_account(account_id).filter(actor=actor).order_by("name")
+    return {"devices": devices[:100]}

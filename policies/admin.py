@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from firezone_site.readonly_admin import ReadOnlyAdmin
-from policies.models import Authorization, Policy, Resource
+from policies.models import Policy, Resource, Site
 
 
 @admin.register(Resource)
@@ -20,19 +20,9 @@ class PolicyAdmin(ReadOnlyAdmin[Policy]):
     list_select_related = ("group", "resource", "account")
 
 
-@admin.register(Authorization)
-class AuthorizationAdmin(ReadOnlyAdmin[Authorization]):
-    list_display = (
-        "actor_email",
-        "resource_name",
-        "gateway",
-        "account",
-        "created_at",
-        "expires_at",
-        "revoked_at",
-        "revoke_reason",
-    )
-    search_fields = ("actor_email", "resource_name", "resource_address")
-    list_filter = ("account", "revoke_reason")
-    list_select_related = ("gateway", "account")
-    date_hierarchy = "created_at"
+@admin.register(Site)
+class SiteAdmin(ReadOnlyAdmin[Site]):
+    list_display = ("name", "account", "created_at")
+    search_fields = ("name",)
+    list_filter = ("account",)
+    list_select_related = ("account",)

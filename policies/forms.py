@@ -355,23 +355,3 @@ class PolicyForm(forms.Form):
                 self.add_error(f"time_{letter}", message)
         if not any_day:
             self.add_error("time_enabled", "Give the hours for at least one day.")
-
-
-class AuthorizationFilterForm(forms.Form):
-    q = forms.CharField(required=False, label="Search")
-    actor = forms.CharField(required=False, label="Actor email")
-    resource = forms.CharField(required=False, label="Resource")
-    since = forms.DateTimeField(
-        required=False,
-        label="From (UTC)",
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
-    )
-    until = forms.DateTimeField(
-        required=False,
-        label="Until (UTC)",
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
-    )
-    status = forms.ChoiceField(
-        required=False,
-        choices=[("", "any"), ("active", "active"), ("revoked", "revoked"), ("expired", "expired")],
-    )

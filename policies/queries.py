@@ -1,17 +1,16 @@
-"""Account-scoped reads for resources, policies and authorizations, and the database side of
+"""Account-scoped reads for resources and policies, and the database side of
 policy evaluation (``allowed_resources``)."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 
 from django.db.models import QuerySet
 
 from accounts.models import Account, Actor, Membership
 from policies import evaluation
-from policies.models import Authorization, Policy, Resource
+from policies.models import Policy, Resource
 
 
 def _rule(policy: Policy) -> evaluation.PolicyRule:
@@ -110,13 +109,18 @@ def policies(account: Account | uuid.UUID) -> QuerySet[Policy]:
     return Policy.objects.for_account(account).select_related("group", "resource")
 
 
-def authorizations(account: Account | uuid.UUID) -> QuerySet[Authorization]:
-    return Authorization.objects.for_account(account)
-
-
-def active_authorizations(account: Account | uuid.UUID, now: datetime) -> QuerySet[Authorization]:
-    from django.db.models import Q
-
-    return authorizations(account).filter(
-        Q(expires_at__isnull=True) | Q(expires_at__gt=now), revoked_at__isnull=True
+def policies_requiring_provider(
+    account_id: uuid.UUID, provider_id: uuid.UUID
+) -> frozenset[uuid.UUID]:
+    """The account's policies with a ``provider_id is_in [...]`` condition naming ``provider_id``
+    (provides ``accounts.hooks.policies_requiring_provider``)."""
+    wanted = str(provider_id)
+    return frozenset(
+        policy.pk
+        for policy in Policy.objects.for_account(account_id).only("id", "conditions")
+        if policy.conditions
+        and any(
+            c.property == "provider_id" and c.operator == "is_in" and wanted in c.values
+            for c in evaluation.parse_conditions_cached(policy.conditions)
+        )
     )

@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
+from accounts import hooks as account_hooks
 from accounts.models import Account, Group
 from firezone_site.errors import (
     NotFound,
@@ -18,9 +18,8 @@ from firezone_site.errors import (
     integrity_errors_as_validation,
 )
 from firezone_site.events import AccessChanged, publish
-from gateways.models import Site
 from policies import evaluation, validation
-from policies.models import Authorization, Policy, Resource
+from policies.models import Policy, Resource, Site
 
 _CONSTRAINTS = {
     "resource_name_unique": ("name", "A resource with this name already exists."),
@@ -164,7 +163,7 @@ def update_resource(
     revoked: frozenset[Any] = frozenset()
     if readdressed:
         # Flows name the old address (or site's gateway): they end, clients ask again.
-        revoked = revoke_authorizations(
+        revoked = account_hooks.revoke_flows(
             current.account_id, resource_ids={current.pk}, reason="resource_readdressed"
         )
     if readdressed or filters_changed:
@@ -190,7 +189,7 @@ def delete_resource(resource: Resource) -> None:
     )
     if current is None:
         raise NotFound("No such resource.")
-    revoked = revoke_authorizations(
+    revoked = account_hooks.revoke_flows(
         current.account_id, resource_ids={current.pk}, reason="resource_deleted"
     )
     event = AccessChanged(
@@ -202,37 +201,6 @@ def delete_resource(resource: Resource) -> None:
     )
     current.delete()
     publish(event)
-
-
-def revoke_authorizations(
-    account_id: uuid.UUID,
-    *,
-    reason: str,
-    resource_ids: Iterable[uuid.UUID] | None = None,
-    policy_ids: Iterable[uuid.UUID] | None = None,
-    actor_ids: Iterable[uuid.UUID] | None = None,
-    device_ids: Iterable[uuid.UUID] | None = None,
-) -> frozenset[uuid.UUID]:
-    """Revoke the account's active authorizations matching every given filter.
-
-    The one place flows end (the rows stay as the audit trail); returns the revoked ids so the
-    caller's event can tell the gateways. Runs in the caller's transaction.
-    """
-    qs = Authorization.objects.for_account(account_id).filter(revoked_at__isnull=True)
-    if resource_ids is not None:
-        qs = qs.filter(resource_id__in=resource_ids)
-    if policy_ids is not None:
-        qs = qs.filter(policy_id__in=policy_ids)
-    if actor_ids is not None:
-        qs = qs.filter(actor_id__in=actor_ids)
-    if device_ids is not None:
-        qs = qs.filter(device_id__in=device_ids)
-    ids = frozenset(qs.select_for_update().values_list("pk", flat=True))
-    if ids:
-        Authorization.objects.filter(pk__in=ids).update(
-            revoked_at=timezone.now(), revoke_reason=reason[:64]
-        )
-    return ids
 
 
 def check_policy(
@@ -356,7 +324,7 @@ def update_policy(
     )
     revoked: frozenset[Any] = frozenset()
     if narrowed:
-        revoked = revoke_authorizations(
+        revoked = account_hooks.revoke_flows(
             current.account_id, policy_ids={current.pk}, reason="policy_updated"
         )
     event = AccessChanged(
@@ -385,7 +353,7 @@ def disable_policy(policy: Policy) -> Policy:
     if current.disabled_at is None:
         current.disabled_at = timezone.now()
         current.save(update_fields=["disabled_at"])
-        revoked = revoke_authorizations(
+        revoked = account_hooks.revoke_flows(
             current.account_id, policy_ids={current.pk}, reason="policy_disabled"
         )
         publish(_policy_event(current, "policy_disabled", authorization_ids=revoked))
@@ -405,7 +373,7 @@ def enable_policy(policy: Policy) -> Policy:
 @transaction.atomic
 def delete_policy(policy: Policy) -> None:
     current = _locked_policy(policy)
-    revoked = revoke_authorizations(
+    revoked = account_hooks.revoke_flows(
         current.account_id, policy_ids={current.pk}, reason="policy_deleted"
     )
     event = _policy_event(current, "policy_deleted", authorization_ids=revoked)

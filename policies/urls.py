@@ -1,4 +1,4 @@
-"""Web UI routes: resources, policies, audit log."""
+"""Web UI routes: resources and policies."""
 
 from django.urls import path
 
@@ -22,5 +22,4 @@ urlpatterns = [
     path("policies/<str:pk>/disable/", views.policy_disable, name="policy_disable"),
     path("policies/<str:pk>/enable/", views.policy_enable, name="policy_enable"),
     path("policies/<str:pk>/delete/", views.policy_delete, name="policy_delete"),
-    path("audit/", views.authorization_list, name="authorization_list"),
 ]

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from functools import cache
 from typing import Any, TypedDict
 from zoneinfo import available_timezones
 
 from django.contrib import messages
-from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
@@ -16,8 +14,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts.models import AuthProvider, Group
-from firezone_site.errors import ValidationFailed
-from firezone_site.ui import (
+from accounts.ui import (
     UI,
     admin_required,
     apply_errors,
@@ -29,9 +26,9 @@ from firezone_site.ui import (
     render_page,
     search,
 )
-from gateways.models import Site
-from policies import forms, queries, services, validation
-from policies.models import Authorization, Policy, Resource
+from firezone_site.errors import ValidationFailed
+from policies import forms, hooks, services, validation
+from policies.models import Policy, Resource, Site
 
 # --- resources ---------------------------------------------------------------------------------
 
@@ -348,11 +345,7 @@ def policy_new(request: HttpRequest, ui: UI) -> HttpResponse:
 @admin_required
 def policy_detail(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
     policy = get_or_404(_policies(ui).select_related("group", "resource"), pk)
-    recent = (
-        Authorization.objects.for_account(ui.account)
-        .filter(policy=policy)
-        .order_by("-created_at")[:20]
-    )
+    recent = hooks.recent_authorizations_of_policy(ui.account.pk, policy.pk, limit=20)
     return render_page(
         request,
         ui,
@@ -484,47 +477,3 @@ def _describe_window(value: str) -> str:
     letters, ranges, zone = value.split("/", 2)
     days = ", ".join(names.get(d, d)[:3] for d in letters)
     return f"{days} {'all day' if ranges == 'true' else ranges} ({zone})"
-
-
-# --- authorizations (audit log) ------------------------------------------------------------------
-
-
-def filtered_authorizations(ui: UI, form: forms.AuthorizationFilterForm, now: datetime) -> Any:
-    if not form.is_valid():
-        return queries.authorizations(ui.account).none()
-    data = form.cleaned_data
-    status = data.get("status")
-    qs = (
-        queries.active_authorizations(ui.account, now)
-        if status == "active"
-        else queries.authorizations(ui.account)
-    )
-    qs = search(qs, data.get("q") or "", ["actor_email", "resource_name", "resource_address"])
-    if data.get("actor"):
-        qs = qs.filter(actor_email__icontains=data["actor"].strip())
-    if data.get("resource"):
-        term = data["resource"].strip()
-        qs = qs.filter(Q(resource_name__icontains=term) | Q(resource_address__icontains=term))
-    if data.get("since"):
-        qs = qs.filter(created_at__gte=data["since"])
-    if data.get("until"):
-        qs = qs.filter(created_at__lt=data["until"])
-    if status == "revoked":
-        qs = qs.filter(revoked_at__isnull=False)
-    elif status == "expired":
-        qs = qs.filter(expires_at__lte=now, revoked_at__isnull=True)
-    return qs.order_by("-created_at", "-id")
-
-
-@admin_required
-def authorization_list(request: HttpRequest, ui: UI) -> HttpResponse:
-    form = forms.AuthorizationFilterForm(request.GET)
-    now = timezone.now()
-    page = paginate(request, filtered_authorizations(ui, form, now))
-    return render_page(
-        request,
-        ui,
-        "policies/authorization_list.html",
-        list_context(request, page, form=form, now=now),
-        nav="audit",
-    )

@@ -242,9 +242,8 @@ def world(daphne: Daphne, layer_on_own_redis: None, tmp_path: Path) -> Iterator[
     from accounts import services as accounts
     from accounts.models import Actor
     from gateways import services as gateways
-    from gateways.models import ClientDevice, Gateway
+    from gateways.models import Authorization, ClientDevice, Gateway
     from policies import services as policies
-    from policies.models import Authorization
 
     account = accounts.create_account(name="Chaos", slug=f"chaos-{uuid.uuid4().hex[:8]}")
     user = accounts.create_actor(account, email="u@chaos.test", name="U", type=Actor.Type.USER)

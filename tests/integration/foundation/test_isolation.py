@@ -11,10 +11,9 @@ from accounts import services as accounts
 from accounts.models import Actor, Group, Membership, Token
 from firezone_site.errors import NotFound, ValidationFailed
 from gateways import services as gateways
-from gateways.models import Site
 from policies import queries
 from policies import services as policies
-from policies.models import Policy, Resource
+from policies.models import Policy, Resource, Site
 
 pytestmark = pytest.mark.django_db
 

@@ -19,9 +19,9 @@ from django.utils import timezone
 from accounts import services as account_services
 from accounts.models import Account, Actor, Group
 from gateways import services
-from gateways.models import ClientDevice, Site
+from gateways.models import Authorization, ClientDevice
 from policies import services as policy_services
-from policies.models import Authorization, Policy, Resource
+from policies.models import Policy, Resource, Site
 
 
 def new_key() -> str:

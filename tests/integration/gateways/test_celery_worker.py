@@ -16,8 +16,8 @@ from django.db import connection
 from django.utils import timezone
 
 from accounts.models import Account, Actor
-from policies.models import Authorization
-from policies.tasks import expire_authorizations
+from gateways.models import Authorization
+from gateways.tasks import expire_authorizations
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from accounts.models import Account, Actor
 from agents import protocol
-from gateways.models import Site
-from policies.models import Authorization
+from gateways.models import Authorization
+from policies.models import Site
 
 from .conftest import Gateway, authorize, db, gateway_with_flow, open_gateway, setup_access
 

@@ -13,7 +13,8 @@ from accounts import services as account_services
 from accounts.models import Account, Actor, Token
 from agents.protocol import CloseCode
 from gateways import services
-from gateways.models import Gateway, Site
+from gateways.models import Gateway
+from policies.models import Site
 
 from .conftest import db, new_key, open_gateway, refused, ws_path
 

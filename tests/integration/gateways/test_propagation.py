@@ -12,9 +12,9 @@ from django.utils import timezone
 from accounts import services as account_services
 from accounts.models import Account, Actor
 from gateways import services
-from gateways.models import ClientDevice, Gateway, Site
+from gateways.models import Authorization, ClientDevice, Gateway
 from policies import services as policy_services
-from policies.models import Authorization, Resource
+from policies.models import Resource, Site
 
 from .conftest import (
     authorize,

@@ -13,9 +13,9 @@ from django.utils import timezone
 from accounts import services as account_services
 from accounts.models import Account, Actor, Token
 from gateways import services
-from gateways.models import Site, StaticDeviceAssignment, TunnelAddress
+from gateways.models import Authorization, StaticDeviceAssignment, TunnelAddress
 from policies import services as policy_services
-from policies.models import Authorization
+from policies.models import Site
 
 from .conftest import Flow, Gateway, authorize, db, gateway_with_flow, open_gateway, setup_access
 

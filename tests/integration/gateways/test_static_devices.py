@@ -14,9 +14,9 @@ from accounts import services as account_services
 from accounts.models import Account, Actor
 from firezone_site.errors import ValidationFailed
 from gateways import configs, queries, services
-from gateways.models import ClientDevice, Gateway, Site, StaticDeviceAssignment
+from gateways.models import Authorization, ClientDevice, Gateway, StaticDeviceAssignment
 from policies import services as policy_services
-from policies.models import Authorization
+from policies.models import Site
 
 from .conftest import db, gateway_with_flow, new_key, open_gateway, ws_path
 

@@ -11,9 +11,9 @@ import pytest
 from accounts import services as account_services
 from accounts.models import Account, Actor
 from gateways import configs, services, tasks
-from gateways.models import ClientDevice, Site, StaticDeviceAssignment
+from gateways.models import ClientDevice, StaticDeviceAssignment
 from policies import services as policy_services
-from policies.models import Resource
+from policies.models import Resource, Site
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -13,9 +13,8 @@ from accounts import tasks as account_tasks
 from accounts.models import Account, Actor, Token
 from gateways import services
 from gateways import tasks as gateway_tasks
-from gateways.models import Gateway, Site, StaticDeviceAssignment
-from policies import tasks as policy_tasks
-from policies.models import Authorization
+from gateways.models import Authorization, Gateway, StaticDeviceAssignment
+from policies.models import Site
 
 from .conftest import authorize, db, new_key, open_gateway, setup_access
 
@@ -37,8 +36,8 @@ def test_expire_authorizations_task_revokes_only_due_ones_and_is_idempotent(
     due = authorize(policy, bob, None)
     current = authorize(policy, bob, None)
     Authorization.objects.filter(pk=due.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    assert policy_tasks.expire_authorizations() == 1
-    assert policy_tasks.expire_authorizations() == 0
+    assert gateway_tasks.expire_authorizations() == 1
+    assert gateway_tasks.expire_authorizations() == 0
     revoked = Authorization.objects.for_account(acme).filter(revoked_at__isnull=False)
     assert list(revoked.values_list("pk", "revoke_reason")) == [(due.pk, "expired")]
     assert Authorization.objects.get(pk=current.pk).revoked_at is None

@@ -36,7 +36,7 @@ def make_authorization(
 ) -> Any:
     """An audit row as the authorization flow writes it (no service creates one outside the
     websocket flow, so tests insert it directly)."""
-    from policies.models import Authorization
+    from gateways.models import Authorization
 
     return Authorization.objects.create(
         account_id=actor.account_id,

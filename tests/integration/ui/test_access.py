@@ -77,8 +77,8 @@ def _url(world: dict[str, Any], bob: Any, name: str, keys: tuple[str, ...]) -> s
 
 def _snapshot(acme: Any) -> dict[str, int]:
     from accounts.models import Actor, Group, Membership, Token
-    from gateways.models import ClientDevice, Site
-    from policies.models import Policy, Resource
+    from gateways.models import ClientDevice
+    from policies.models import Policy, Resource, Site
 
     models = (Actor, Group, Membership, Token, ClientDevice, Site, Policy, Resource)
     counts = {m.__name__: m.objects.for_account(acme).count() for m in models}

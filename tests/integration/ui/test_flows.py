@@ -61,9 +61,11 @@ def test_creating_a_site_shows_the_token_once_with_the_command(
     secret = command.rsplit(" ", 1)[1]
     assert "ExecStart=/usr/local/bin/firezone-gateway --portal-url ws://portal.test" in html
     token = accounts.use_token(secret, kind=Token.Kind.GATEWAY)
-    assert token is not None and token.site is not None and token.site.name == "Berlin"
+    assert token is not None and token.gateway_binding.site.name == "Berlin"
     # The site page lists the token but never shows its secret again.
-    page = alice_client.get(reverse("site_detail", args=[token.site_id])).content.decode()
+    page = alice_client.get(
+        reverse("site_detail", args=[token.gateway_binding.site_id])
+    ).content.decode()
     assert "Berlin gateways" in page
     assert secret not in page
 
@@ -74,7 +76,9 @@ def test_a_new_gateway_token_can_be_issued_and_revoked(alice_client: Client, wor
     site = world["site"]
     response = alice_client.post(reverse("site_token", args=[site.pk]), follow=True)
     assert b"--token fzg_" in response.content
-    assert Token.objects.for_account(site.account_id).filter(site=site).count() == 2
+    assert (
+        Token.objects.for_account(site.account_id).filter(gateway_binding__site=site).count() == 2
+    )
     old = world["gateway_token"]
     alice_client.post(reverse("site_token_revoke", args=[site.pk, old.pk]))
     old.refresh_from_db()
@@ -362,7 +366,7 @@ def test_member_registers_a_device_for_himself_only(
 def test_audit_log_filters_by_actor_resource_and_time(
     alice_client: Client, world: Any, alice: Any
 ) -> None:
-    from policies.models import Authorization
+    from gateways.models import Authorization
 
     old = make_authorization(alice, world["resource"], world["policy"])
     Authorization.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=3))

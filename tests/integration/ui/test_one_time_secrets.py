@@ -11,7 +11,8 @@ from django.urls import reverse
 
 from accounts import services as accounts
 from accounts.models import Account, Actor, Token
-from gateways.models import ClientDevice, Site
+from gateways.models import ClientDevice
+from policies.models import Site
 from tests.integration.ui.conftest import signed_in
 
 pytestmark = pytest.mark.django_db
@@ -33,14 +34,14 @@ def test_creating_a_site_redirects_and_a_reload_creates_nothing_and_shows_no_sec
     assert shown.status_code == 200 and shown["Cache-Control"] == "no-store"
     secret = _command_secret(shown.content.decode())
     token = accounts.use_token(secret, kind=Token.Kind.GATEWAY)
-    assert token is not None and token.site_id == site.pk
+    assert token is not None and token.gateway_binding.site_id == site.pk
     # The reload: back to the site page, no secret, still one site and one token.
     again = alice_client.get(deploy, follow=True)
     html = again.content.decode()
     assert again.redirect_chain == [(reverse("site_detail", args=[site.pk]), 302)]
     assert secret not in html and "shown only once" in html
     assert Site.objects.for_account(acme).filter(name="Berlin").count() == 1
-    assert Token.objects.for_account(acme).filter(site=site).count() == 1
+    assert Token.objects.for_account(acme).filter(gateway_binding__site=site).count() == 1
 
 
 def test_issuing_a_gateway_token_redirects_and_shows_it_once(
@@ -53,7 +54,9 @@ def test_issuing_a_gateway_token_redirects_and_shows_it_once(
     secret = _command_secret(alice_client.get(deploy).content.decode())
     assert accounts.use_token(secret, kind=Token.Kind.GATEWAY) is not None
     assert secret not in alice_client.get(deploy, follow=True).content.decode()
-    assert Token.objects.for_account(site.account_id).filter(site=site).count() == 2
+    assert (
+        Token.objects.for_account(site.account_id).filter(gateway_binding__site=site).count() == 2
+    )
 
 
 def test_the_secret_is_shown_only_to_the_session_that_created_it(
