@@ -137,7 +137,10 @@ def bearer_token(headers: list[tuple[bytes, bytes]]) -> str:
 
 class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     gateway_id: uuid.UUID | None = None
-    account_id: uuid.UUID | None = None
+    account_id: uuid.UUID | None = None  # both set once connect() authenticated the gateway
+    _heartbeats = 0
+    _digest_task: asyncio.Task[None] | None = None
+    _last_resync = -float("inf")
 
     async def connect(self) -> None:
         self._closed = False
@@ -147,10 +150,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self._last_rx = loop.time()
         self._last_presence = loop.time()
         self._last_join = loop.time()
-        self._last_resync = -float("inf")
         self._digest_cache = queries.DigestCache()
-        self._digest_task: asyncio.Task[None] | None = None
-        self._heartbeats = 0
         # Accept first: only an accepted websocket can be closed with a 4000-range code.
         await self.accept()
         client = self.scope.get("client")
@@ -236,7 +236,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         every = int(settings.FZ_STATE_DIGEST_EVERY)
         self._heartbeats += 1
         busy = self._digest_task is not None and not self._digest_task.done()
-        if every <= 0 or self._heartbeats % every or busy:
+        if every <= 0 or self._heartbeats % every or busy or self.account_id is None:
             await self.send(text_data=protocol.dump(protocol.HeartbeatReply()))
             return
         self._digest_task = asyncio.get_running_loop().create_task(self._send_digest())
@@ -261,7 +261,8 @@ class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     async def _resync(self) -> None:
         """Send ``init`` again (the agent found its state digest differs from ours). At most
         one per half heartbeat interval: the agent backs off itself, this bounds a bad one."""
-        assert self.gateway_id is not None and self.account_id is not None
+        if self.gateway_id is None or self.account_id is None:
+            return
         loop = asyncio.get_running_loop()
         if loop.time() - self._last_resync < float(settings.FZ_HEARTBEAT_INTERVAL_S) / 2:
             return
