@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 import django_stubs_ext
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 # Generic admin/queryset classes (ModelAdmin[Model]) at runtime, for the type hints.
@@ -126,6 +127,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "channels",
+    "csp",
     "firezone_site",
     "accounts",
     "policies",
@@ -141,6 +143,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
 ]
 
 ROOT_URLCONF = "firezone_site.urls"
@@ -248,6 +251,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict[str, Any] = {
     "expire-authorizations": {"task": "gateways.expire_authorizations", "schedule": 10.0},
     "sweep-stale-gateways": {"task": "gateways.sweep_stale_gateways", "schedule": 60.0},
+    "remove-offline-gateways": {"task": "gateways.remove_offline_gateways", "schedule": 3600.0},
     # Also how soon a static device's time-window condition takes effect at a window's edge.
     "resync-static-devices": {"task": "gateways.resync_static_devices", "schedule": 60.0},
     "rotate-gateway-tokens": {"task": "gateways.rotate_gateway_tokens", "schedule": 3600.0},
@@ -272,13 +276,36 @@ SECURE_HSTS_PRELOAD = SECURE_TLS
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if SECURE_TLS else None
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp): the UI has no inline script, style or handler (htmx's
+# own indicator <style> is switched off in base.html), so nothing inline is allowed, nothing from
+# other origins, and no page may be framed. The browser suite fails on any violation.
+CONTENT_SECURITY_POLICY: dict[str, Any] = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = 8 * 3600
 
 LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    # One record is one line: control characters from agents or browsers are escaped.
+    "formatters": {
+        "plain": {
+            "()": "firezone_site.logsafe.EscapingFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        }
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
@@ -293,3 +320,19 @@ FZ_TUNNEL_IPV4 = "100.64.0.0/11"
 FZ_TUNNEL_IPV6 = "fd00:2021:1111::/107"
 FZ_GATEWAY_PORT = 51820
 FZ_HEARTBEAT_TIMEOUT_S = float(os.environ.get("FZ_HEARTBEAT_TIMEOUT_S", "37"))
+
+
+def _positive_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    if raw == "":
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a positive whole number")
+    return int(raw)
+
+
+# One site token must not be able to create gateways (and take tunnel addresses) without bound:
+# a new external_id beyond this many gateways in the site is refused (close 4008).
+FZ_MAX_GATEWAYS_PER_SITE = _positive_int("FZ_MAX_GATEWAYS_PER_SITE", 100)
+# Gateways offline for longer than this are removed (Celery beat), releasing their addresses.
+FZ_GATEWAY_RETENTION_DAYS = _positive_int("FZ_GATEWAY_RETENTION_DAYS", 30)
