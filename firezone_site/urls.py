@@ -1,5 +1,8 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularJSONAPIView
+
+from firezone_site.api import docs, problems
 
 from firezone_site import health
 
@@ -7,6 +10,12 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("django-admin/", admin.site.urls),
+    path("api/openapi.json", SpectacularJSONAPIView.as_view(), name="api-schema"),
+    path("api/docs/", docs.SwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/v1/", include("accounts.api.urls")),
+    path("api/v1/", include("policies.api.urls")),
+    path("api/v1/", include("gateways.api.urls")),
+    re_path(r"^api(?:/(?P<path>.*))?$", problems.not_found),
     path("", include("accounts.urls")),
     path("", include("policies.urls")),
     path("", include("gateways.urls")),
