@@ -101,7 +101,8 @@ class GatewayTokenViewSet(
 
 
 class DeviceViewSet(ListMixin, RetrieveMixin[ClientDevice], AccountViewSet[ClientDevice]):
-    """Every device (client agents and static configs): read, disable, enable."""
+    """Every device (client agents and static configs), read-only here: static devices are
+    managed under /static-devices (client agents' own lifecycle is the client websocket's)."""
 
     model = ClientDevice
     serializer_class = s.DeviceSerializer
@@ -110,21 +111,6 @@ class DeviceViewSet(ListMixin, RetrieveMixin[ClientDevice], AccountViewSet[Clien
 
     def scoped(self, account: Account) -> QuerySet[ClientDevice]:
         return queries.devices(account)
-
-    @extend_schema(request=None, responses=s.DeviceSerializer)
-    @action(detail=True, methods=["post"])
-    def disable(self, request: Request, pk: str) -> Response:
-        """Disable the device: its flows end and it cannot ask for new ones."""
-        with transaction.atomic():
-            device = services.disable_device(self.locked_object())
-        return action_response(self, device)
-
-    @extend_schema(request=None, responses=s.DeviceSerializer)
-    @action(detail=True, methods=["post"])
-    def enable(self, request: Request, pk: str) -> Response:
-        with transaction.atomic():
-            device = services.enable_device(self.locked_object())
-        return action_response(self, device)
 
 
 class StaticDeviceViewSet(
@@ -161,6 +147,21 @@ class StaticDeviceViewSet(
 
     def do_destroy(self, instance: ClientDevice) -> None:
         services.delete_device(instance)
+
+    @extend_schema(request=None, responses=s.StaticDeviceSerializer)
+    @action(detail=True, methods=["post"])
+    def disable(self, request: Request, pk: str) -> Response:
+        """Disable the device: gateways drop its peer at once; its config stops working."""
+        with transaction.atomic():
+            device = services.disable_device(self.locked_object())
+        return action_response(self, device)
+
+    @extend_schema(request=None, responses=s.StaticDeviceSerializer)
+    @action(detail=True, methods=["post"])
+    def enable(self, request: Request, pk: str) -> Response:
+        with transaction.atomic():
+            device = services.enable_device(self.locked_object())
+        return action_response(self, device)
 
     @extend_schema(
         responses={(200, "text/plain"): OpenApiResponse(OpenApiTypes.STR, "wg-quick config")}
