@@ -2,9 +2,8 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularJSONAPIView
 
-from firezone_site.api import docs, problems
-
 from firezone_site import health
+from firezone_site.api import docs, problems
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),

@@ -276,7 +276,7 @@ def connect_gateway(
     envelopes: list[presence.Envelope] = []
     peer_visible_change = False
     if gateway is None:
-        _check_gateway_cap(account.pk, token.site_id)
+        _check_gateway_cap(account.pk, site_id)
         addresses = allocate_tunnel_address(account.pk)
         gateway = Gateway(
             account=account,

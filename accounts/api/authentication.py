@@ -68,7 +68,7 @@ class MayManageAccount(BasePermission):
         return isinstance(user, ApiClient) and user.may_manage
 
 
-class BearerTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[misc]
+class BearerTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
     target_class = "accounts.api.authentication.BearerTokenAuthentication"
     name = "apiToken"
 

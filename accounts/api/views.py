@@ -161,7 +161,9 @@ class ApiTokenViewSet(
         assert self.account is not None
         actor: Actor = data["actor"]
         if actor.type not in (Actor.Type.API_CLIENT, Actor.Type.SERVICE_ACCOUNT):
-            raise ValidationFailed({"actor": "API tokens belong to a service account or API client."})
+            raise ValidationFailed(
+                {"actor": "API tokens belong to a service account or API client."}
+            )
         issued = services.create_token(
             self.account, kind=Token.Kind.API, actor=actor, name=data.get("name", ""),
             expires_at=data["expires_at"],

@@ -82,7 +82,9 @@ class GatewayTokenViewSet(
         )
 
     def get_serializer_class(self) -> Any:
-        return s.IssuedGatewayTokenSerializer if self.action == "create" else s.GatewayTokenSerializer
+        return (
+            s.IssuedGatewayTokenSerializer if self.action == "create" else s.GatewayTokenSerializer
+        )
 
     def do_create(self, data: dict[str, Any]) -> Token:
         site: Site = data["gateway_binding"]["site"]
@@ -189,7 +191,7 @@ class StaticDeviceViewSet(
         return response
 
 
-class AuthorizationFilter(django_filters.FilterSet):
+class AuthorizationFilter(django_filters.FilterSet):  # type: ignore[misc]
     active = django_filters.BooleanFilter(field_name="active")
 
     class Meta:
@@ -210,11 +212,11 @@ class AuthorizationViewSet(ListMixin, RetrieveMixin[Authorization], AccountViewS
         return queries.authorizations(account).annotate(
             active=Case(
                 When(
-                    Q(revoked_at__isnull=True) & (Q(expires_at__isnull=True) | Q(expires_at__gt=now)),
+                    Q(revoked_at__isnull=True)
+                    & (Q(expires_at__isnull=True) | Q(expires_at__gt=now)),
                     then=Value(True),
                 ),
                 default=Value(False),
                 output_field=BooleanField(),
             )
         )
-

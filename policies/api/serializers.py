@@ -44,5 +44,13 @@ class PolicySerializer(serializers.ModelSerializer[Policy]):
 
     class Meta:
         model = Policy
-        fields = ["id", "group", "resource", "description", "conditions", "disabled_at", "created_at"]
+        fields = [
+            "id",
+            "group",
+            "resource",
+            "description",
+            "conditions",
+            "disabled_at",
+            "created_at",
+        ]
         read_only_fields = ["disabled_at", "created_at"]

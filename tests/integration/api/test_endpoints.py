@@ -93,7 +93,9 @@ ENDPOINTS = [
     ),
     Endpoint(
         "resources", "resource",
-        create=lambda w: {"name": "DB", "kind": "ip", "address": "10.0.0.5", "site": str(w.site.pk)},
+        create=lambda w: {
+            "name": "DB", "kind": "ip", "address": "10.0.0.5", "site": str(w.site.pk)
+        },
         refers=True,
         update=lambda w: {"name": "Docs", "filters": [{"protocol": "udp", "ports": ["53"]}]},
         put=lambda w: {
@@ -466,9 +468,7 @@ def test_bulk_replace_refuses_another_accounts_actor(
     response = client.put(url, {"actors": [str(charlie_world.actor.pk)]}, format="json")
     _is_problem(response, 400)
     assert _members(alice_world, str(alice_world.group.pk)) == {str(alice_world.actor.pk)}
-    _is_problem(
-        client_for(charlie_world.secret).put(url, {"actors": []}, format="json"), 404
-    )
+    _is_problem(client_for(charlie_world.secret).put(url, {"actors": []}, format="json"), 404)
 
 
 def _members(w: World, group_id: str) -> set[str]:
@@ -509,7 +509,9 @@ def test_api_tokens_are_not_for_people(alice_world: World) -> None:
 
 def test_a_new_gateway_token_is_bound_to_its_site_and_shown_once(alice_world: World) -> None:
     client = client_for(alice_world.secret)
-    response = client.post("/api/v1/gateway-tokens", {"site": str(alice_world.site.pk)}, format="json")
+    response = client.post(
+        "/api/v1/gateway-tokens", {"site": str(alice_world.site.pk)}, format="json"
+    )
     created = response.json()
     assert created["secret"].startswith("fzg_") and created["site"] == str(alice_world.site.pk)
     assert "secret" not in client.get(f"/api/v1/gateway-tokens/{created['id']}").json()
@@ -597,9 +599,7 @@ def test_unknown_paths_methods_and_media_types_are_problems(alice_world: World) 
     _is_problem(client.put("/api/v1/sites", {}, format="json"), 405)
     _is_problem(client.post("/api/v1/sites", "name=x", content_type="text/plain"), 415)
     _is_problem(client.get("/api/v1/sites", HTTP_ACCEPT="text/html"), 406)
-    _is_problem(
-        client.post("/api/v1/sites", "{not json", content_type="application/json"), 400
-    )
+    _is_problem(client.post("/api/v1/sites", "{not json", content_type="application/json"), 400)
 
 
 def test_a_token_over_its_rate_limit_gets_429_with_retry_after(
