@@ -37,7 +37,8 @@ class ActorViewSet(
     def do_create(self, data: dict[str, Any]) -> Actor:
         assert self.account is not None
         return services.create_actor(
-            self.account, email=data.get("email", ""), name=data["name"], type=data["type"]
+            self.account, email=data.get("email", ""), name=data["name"],
+            type=data.get("type", Actor.Type.USER),
         )
 
     def do_update(self, instance: Actor, data: dict[str, Any]) -> Actor:

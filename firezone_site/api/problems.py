@@ -14,6 +14,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -112,8 +113,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
+@csrf_exempt  # no session, nothing to forge: any method gets the same 404 problem
 def not_found(request: HttpRequest, path: str = "") -> JsonResponse:
-    """Unknown paths under /api/: a problem, not the UI's HTML 404."""
+    """Unknown paths under /api/: a problem, not the UI's HTML 404 (nor CSRF's HTML 403)."""
     return JsonResponse(
         problem(404, "No such API endpoint.", request.path), status=404,
         content_type=PROBLEM_CONTENT_TYPE,
