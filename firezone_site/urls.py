@@ -14,7 +14,8 @@ urlpatterns = [
     path("api/v1/", include("accounts.api.urls")),
     path("api/v1/", include("policies.api.urls")),
     path("api/v1/", include("gateways.api.urls")),
-    re_path(r"^api(?:/(?P<path>.*))?$", problems.not_found),
+    # Any other path under /api (newlines too: "." alone would let one fall through to the UI).
+    re_path(r"(?s)^api(?:/(?P<path>.*))?\Z", problems.not_found),
     path("", include("accounts.urls")),
     path("", include("policies.urls")),
     path("", include("gateways.urls")),

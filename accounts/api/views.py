@@ -37,7 +37,9 @@ class ActorViewSet(
     def do_create(self, data: dict[str, Any]) -> Actor:
         assert self.account is not None
         return services.create_actor(
-            self.account, email=data.get("email", ""), name=data["name"],
+            self.account,
+            email=data.get("email", ""),
+            name=data["name"],
             type=data.get("type", Actor.Type.USER),
         )
 

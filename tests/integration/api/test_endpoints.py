@@ -598,6 +598,7 @@ def test_unknown_paths_methods_and_media_types_are_problems(alice_world: World) 
     _is_problem(client.delete(f"/api/v1/gateways/{alice_world.gateway.pk}/x"), 404)
     # Unsafe methods on unknown paths too (no CSRF page: the API has no session).
     _is_problem(client_for(None).put("/api/v1/sites/%C2%84", {}, format="json"), 404)
+    _is_problem(client.get("/api/v1/groups/%0Ax"), 404)
     _is_problem(client.put("/api/v1/sites", {}, format="json"), 405)
     _is_problem(client.post("/api/v1/sites", "name=x", content_type="text/plain"), 415)
     _is_problem(client.get("/api/v1/sites", HTTP_ACCEPT="text/html"), 406)
