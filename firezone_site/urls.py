@@ -15,7 +15,7 @@ urlpatterns = [
     path("api/v1/", include("policies.api.urls")),
     path("api/v1/", include("gateways.api.urls")),
     # Any other path under /api (newlines too: "." alone would let one fall through to the UI).
-    re_path(r"(?s)^api(?:/(?P<path>.*))?\Z", problems.not_found),
+    re_path(r"^api(?:/(?P<path>[\s\S]*))?\Z", problems.not_found),
     path("", include("accounts.urls")),
     path("", include("policies.urls")),
     path("", include("gateways.urls")),

@@ -635,3 +635,7 @@ def test_the_schema_and_the_docs_are_served(alice_world: World) -> None:
     assert "drf_spectacular_sidecar" in html and "https://" not in html
     script = client.get("/api/docs/?script=")
     assert script.status_code == 200 and "SwaggerUIBundle" in script.content.decode()
+    policy = docs["Content-Security-Policy"]
+    assert "img-src 'self' data:" in policy and "script-src 'self';" in policy
+    # Only this page: the API and the UI keep img-src 'self'.
+    assert "data:" not in client.get("/sign-in/")["Content-Security-Policy"]

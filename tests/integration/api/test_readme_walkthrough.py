@@ -47,7 +47,7 @@ def test_the_readme_api_walkthrough_works_as_written(acme: Account, tmp_path: Pa
     config = (tmp_path / "router.conf").read_text()
     assert "[Interface]" in config and "PrivateKey = <" not in config
     assert "PrivateKey = <your private key>" in result.stdout  # the later download
-    assert '"name":"Head office"' in result.stdout.replace(" ", "")
+    assert '"name":"Head office"' in result.stdout
     policy = Policy.objects.for_account(acme).get(resource__name="Wiki")
     assert policy.group.name == "Engineering" and policy.conditions
     assert Resource.objects.for_account(acme).get(name="Wiki").site.name == "Head office"
