@@ -235,6 +235,10 @@ class Token(AccountScoped):
     actor = models.ForeignKey(
         Actor, null=True, blank=True, on_delete=models.CASCADE, related_name="tokens"
     )
+    # The provider a client session was signed in through: disabling it revokes the token.
+    provider = models.ForeignKey(
+        AuthProvider, null=True, blank=True, on_delete=models.CASCADE, related_name="tokens"
+    )
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     # Rotation: the replaced token keeps working until grace_until or until its successor is used.
@@ -252,3 +256,7 @@ class Token(AccountScoped):
 
     def __str__(self) -> str:
         return f"{self.kind} token {self.name or self.pk}"
+
+
+# Registers the sign-in models with the app (they live in accounts.signin).
+from accounts.signin.models import DeviceAuthorization, SignInCode  # noqa: E402, F401

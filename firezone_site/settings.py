@@ -258,6 +258,10 @@ CELERY_BEAT_SCHEDULE: dict[str, Any] = {
     "resync-static-devices": {"task": "gateways.resync_static_devices", "schedule": 60.0},
     "rotate-gateway-tokens": {"task": "gateways.rotate_gateway_tokens", "schedule": 3600.0},
     "delete-expired-tokens": {"task": "accounts.delete_expired_tokens", "schedule": 3600.0},
+    "delete-expired-sign-in-codes": {
+        "task": "accounts.delete_expired_sign_in_codes",
+        "schedule": 3600.0,
+    },
 }
 
 # The REST API (/api/v1/): bearer API tokens only, JSON only, RFC 9457 problems for every error.
@@ -276,7 +280,8 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "firezone_site.api.problems.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
-# Requests per token (Django-REST-framework rate syntax: N/s, N/min, N/hour, N/day).
+# Requests per token (Django-REST-framework rate syntax: N/s, N/min, N/hour, N/day), counted in
+# the default cache (CACHES below: Redis in production, so every portal process shares them).
 FZ_API_RATE = os.environ.get("FZ_API_RATE", "1200/min")
 SPECTACULAR_SETTINGS = {
     "TITLE": "Firezone-py API",
@@ -294,16 +299,6 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {},
 }
-# The rate-limit counters: Redis when there is one (shared by every portal process), else memory.
-if REDIS_URL:
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": os.environ.get("FZ_CHANNEL_PREFIX", "fz"),
-        }
-    }
-
 # Security headers. Production (DEBUG off, not embedded HTTP on loopback) runs behind TLS.
 SECURE_TLS = _bool("FZ_TLS", not DEBUG and not FZ_EMBEDDED and not TESTING)
 SESSION_COOKIE_SECURE = SECURE_TLS
@@ -375,3 +370,75 @@ def _positive_int(name: str, default: int) -> int:
 FZ_MAX_GATEWAYS_PER_SITE = _positive_int("FZ_MAX_GATEWAYS_PER_SITE", 100)
 # Gateways offline for longer than this are removed (Celery beat), releasing their addresses.
 FZ_GATEWAY_RETENTION_DAYS = _positive_int("FZ_GATEWAY_RETENTION_DAYS", 30)
+# --- sign-in (accounts.signin) -----------------------------------------------------------------
+# The cache holds the brute-force counters: Redis in production (shared by every web process),
+# process memory in the embedded default (one daphne process serves every sign-in there).
+if REDIS_URL:
+    CACHES: dict[str, Any] = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": os.environ.get("FZ_CACHE_PREFIX", "fz"),
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+
+def email_from_env() -> dict[str, Any]:
+    """Mail settings: ``EMAIL_URL`` (smtp://user:pass@host:587, smtps://... for implicit TLS,
+    ``?starttls=0`` to turn STARTTLS off) or ``SMTP_HOST``/``SMTP_PORT``/``SMTP_USER``/
+    ``SMTP_PASSWORD``/``SMTP_TLS``/``SMTP_SSL``; neither set: mails are written to ``var/mail/``."""
+    url = os.environ.get("EMAIL_URL", "")
+    if url:
+        parsed = urlparse(url)
+        if parsed.scheme not in {"smtp", "smtps"}:
+            raise ImproperlyConfigured("EMAIL_URL must start with smtp:// or smtps://")
+        query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        ssl = parsed.scheme == "smtps"
+        return {
+            "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "EMAIL_HOST": parsed.hostname or "localhost",
+            "EMAIL_PORT": parsed.port or (465 if ssl else 587),
+            "EMAIL_HOST_USER": unquote(parsed.username or ""),
+            "EMAIL_HOST_PASSWORD": unquote(parsed.password or ""),
+            "EMAIL_USE_SSL": ssl,
+            "EMAIL_USE_TLS": not ssl and query.get("starttls", "1") not in {"0", "false", "no"},
+        }
+    if os.environ.get("SMTP_HOST"):
+        ssl = _bool("SMTP_SSL", False)
+        return {
+            "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "EMAIL_HOST": os.environ["SMTP_HOST"],
+            "EMAIL_PORT": int(os.environ.get("SMTP_PORT", "465" if ssl else "587")),
+            "EMAIL_HOST_USER": os.environ.get("SMTP_USER", ""),
+            "EMAIL_HOST_PASSWORD": os.environ.get("SMTP_PASSWORD", ""),
+            "EMAIL_USE_SSL": ssl,
+            "EMAIL_USE_TLS": not ssl and _bool("SMTP_TLS", True),
+        }
+    return {
+        "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+        "EMAIL_FILE_PATH": str(VAR_DIR / "mail"),
+    }
+
+
+_email = email_from_env()
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_FILE_PATH = _email.get("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
+EMAIL_HOST = _email.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = _email.get("EMAIL_PORT", 25)
+EMAIL_HOST_USER = _email.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = _email.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = _email.get("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = 20
+DEFAULT_FROM_EMAIL = os.environ.get("EMAIL_FROM", "Firezone <firezone@localhost>")
+
+# Brute force: failures per account+email and per source IP within the window lock that key for
+# the lockout period.
+FZ_SIGNIN_MAX_FAILURES = int(os.environ.get("FZ_SIGNIN_MAX_FAILURES", "10"))
+FZ_SIGNIN_MAX_FAILURES_PER_IP = int(os.environ.get("FZ_SIGNIN_MAX_FAILURES_PER_IP", "100"))
+FZ_SIGNIN_WINDOW_S = int(os.environ.get("FZ_SIGNIN_WINDOW_S", "900"))
+FZ_SIGNIN_LOCKOUT_S = int(os.environ.get("FZ_SIGNIN_LOCKOUT_S", "900"))
+FZ_SIGNIN_MAX_MAILS = int(os.environ.get("FZ_SIGNIN_MAX_MAILS", "5"))
+FZ_SIGNIN_MAX_DEVICE_STARTS = int(os.environ.get("FZ_SIGNIN_MAX_DEVICE_STARTS", "30"))

@@ -14,9 +14,12 @@ urlpatterns = [
     path("api/v1/", include("accounts.api.urls")),
     path("api/v1/", include("policies.api.urls")),
     path("api/v1/", include("gateways.api.urls")),
-    # Any other path under /api (newlines too: "." alone would let one fall through to the UI).
-    re_path(r"^api(?:/(?P<path>[\s\S]*))?\Z", problems.not_found),
     path("", include("accounts.urls")),
     path("", include("policies.urls")),
     path("", include("gateways.urls")),
+    path("", include("accounts.signin.urls")),
+    path("", include("accounts.signin.account_urls")),  # /<account slug>/sign-in
+    # Last: any other path under /api is an API 404 problem, not the UI's HTML page (newlines
+    # too: "." alone would let one fall through).
+    re_path(r"^api(?:/(?P<path>[\s\S]*))?\Z", problems.not_found),
 ]

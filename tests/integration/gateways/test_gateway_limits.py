@@ -15,8 +15,14 @@ from django.utils import timezone
 from accounts.models import Account, Actor, Token
 from agents.protocol import CloseCode
 from gateways import services, tasks
-from gateways.models import ClientDevice, Gateway, Site, StaticDeviceAssignment, TunnelAddress
-from policies.models import Authorization
+from gateways.models import (
+    Authorization,
+    ClientDevice,
+    Gateway,
+    StaticDeviceAssignment,
+    TunnelAddress,
+)
+from policies.models import Site
 
 from .conftest import authorize, db, open_gateway, refused, setup_access, ws_path
 
