@@ -70,7 +70,8 @@ class PolicyViewSet(
     ordering_fields = ["created_at"]
 
     def scoped(self, account: Account) -> QuerySet[Policy]:
-        return queries.policies(account)
+        # Without queries.policies' joins: the representation names group and resource by id.
+        return Policy.objects.for_account(account)
 
     def do_create(self, data: dict[str, Any]) -> Policy:
         assert self.account is not None
