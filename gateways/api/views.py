@@ -53,7 +53,12 @@ class SiteViewSet(
         services.delete_site(instance)
 
 
-class GatewayViewSet(ListMixin, RetrieveMixin[Gateway], AccountViewSet[Gateway]):
+class GatewayViewSet(
+    ListMixin, RetrieveMixin[Gateway], DestroyMixin[Gateway], AccountViewSet[Gateway]
+):
+    """Gateways join by themselves (with a gateway token); deleting one disconnects it and ends
+    its flows (revoke its token too, or it joins again)."""
+
     model = Gateway
     serializer_class = s.GatewaySerializer
     filterset_fields = ["site", "online"]
@@ -61,6 +66,9 @@ class GatewayViewSet(ListMixin, RetrieveMixin[Gateway], AccountViewSet[Gateway])
 
     def scoped(self, account: Account) -> QuerySet[Gateway]:
         return queries.gateways(account)
+
+    def do_destroy(self, instance: Gateway) -> None:
+        services.delete_gateway(instance)
 
 
 class GatewayTokenViewSet(

@@ -123,7 +123,7 @@ ENDPOINTS = [
         },
         delete=True, actions=("disable", "enable"),
     ),
-    Endpoint("gateways", "gateway"),
+    Endpoint("gateways", "gateway", delete=True),
     Endpoint(
         "gateway-tokens", "gateway_token",
         create=lambda w: {"site": str(w.site.pk), "name": "second"}, refers=True,
@@ -596,6 +596,7 @@ def test_unknown_paths_methods_and_media_types_are_problems(alice_world: World) 
     _is_problem(client.get("/api/v1/sites/not-a-uuid"), 404)
     _is_problem(client.get("/api"), 404)
     _is_problem(client.delete(f"/api/v1/gateways/{alice_world.gateway.pk}/x"), 404)
+    _is_problem(client.post(f"/api/v1/gateways/{alice_world.gateway.pk}"), 405)
     # Unsafe methods on unknown paths too (no CSRF page: the API has no session).
     _is_problem(client_for(None).put("/api/v1/sites/%C2%84", {}, format="json"), 404)
     _is_problem(client.get("/api/v1/groups/%0Ax"), 404)

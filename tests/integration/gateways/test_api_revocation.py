@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 
 from accounts import services as account_services
 from accounts.models import Account, Actor, Token
+from agents import protocol
 from policies.models import Site
 
 from .conftest import db, gateway_with_flow, is_revoked
@@ -65,3 +66,20 @@ async def test_removing_a_member_through_the_api_pushes_reject_access(
     message = await flow.gateway.receive_type("reject_access", timeout=10)
     assert message["authorization_ids"] == [str(flow.auth.pk)]
     await flow.gateway.disconnect()
+
+
+async def test_deleting_a_connected_gateway_through_the_api_closes_it_and_ends_its_flows(
+    acme: Account, globex: Account, site: Site, bob: Actor, token: str
+) -> None:
+    flow = await gateway_with_flow(acme, site, bob, token)
+    url = f"/api/v1/gateways/{flow.init['gateway_id']}"
+    charlie = await db(_api_client)(globex)
+    assert (await db(charlie.delete)(url)).status_code == 404
+    assert await flow.gateway.nothing(0.5)
+
+    alice = await db(_api_client)(acme)
+    assert (await db(alice.delete)(url)).status_code == 204
+    code, _ = await flow.gateway.close_code(timeout=10)
+    assert code == protocol.CloseCode.GATEWAY_REMOVED
+    assert await is_revoked(flow.auth)
+    assert (await db(alice.get)(url)).status_code == 404
