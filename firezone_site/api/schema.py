@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.openapi import AutoSchema as _AutoSchema
+from drf_spectacular.utils import OpenApiParameter
 
 from firezone_site.api.problems import PROBLEM_CONTENT_TYPE, ProblemSerializer
 
@@ -21,7 +22,36 @@ _WITH_BODY = {"415": "The request body is not JSON."}
 _CONDITIONAL = {"412": "`If-Match` does not match the object's current ETag."}
 
 
+# The actions whose response is one object's representation, with its ETag.
+_ETAGGED = {"retrieve", "create", "update", "partial_update", "enable", "disable"}
+
+
 class AutoSchema(_AutoSchema):
+    def get_override_parameters(self) -> list[Any]:
+        parameters: list[Any] = list(super().get_override_parameters())
+        action = getattr(self.view, "action", None)
+        if action in _ETAGGED:
+            parameters.append(
+                OpenApiParameter(
+                    "ETag",
+                    str,
+                    OpenApiParameter.HEADER,
+                    response=[200, 201],
+                    description="The object's version: send it back as If-Match.",
+                )
+            )
+        if self.method in ("PUT", "PATCH", "DELETE"):
+            parameters.append(
+                OpenApiParameter(
+                    "If-Match",
+                    str,
+                    OpenApiParameter.HEADER,
+                    required=False,
+                    description="Refuse the write (412) unless the object still has this ETag.",
+                )
+            )
+        return parameters
+
     def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
         responses: dict[str, Any] = super()._get_response_bodies(direction)
         component = self.resolve_serializer(ProblemSerializer(), "response")
@@ -33,4 +63,8 @@ class AutoSchema(_AutoSchema):
             codes.update(_CONDITIONAL)
         for code, description in codes.items():
             responses.setdefault(code, {"description": description, "content": content})
+        responses["429"].setdefault("headers", {})["Retry-After"] = {
+            "schema": {"type": "integer"},
+            "description": "Seconds until the token may send again.",
+        }
         return responses

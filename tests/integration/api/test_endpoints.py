@@ -629,6 +629,13 @@ def test_the_schema_and_the_docs_are_served(alice_world: World) -> None:
     assert "Problem" in spec["components"]["schemas"]
     get_site = spec["paths"]["/api/v1/sites/{id}"]["get"]
     assert "application/problem+json" in get_site["responses"]["404"]["content"]
+    assert "ETag" in get_site["responses"]["200"]["headers"]
+    patch_site = spec["paths"]["/api/v1/sites/{id}"]["patch"]
+    assert "If-Match" in [p["name"] for p in patch_site["parameters"]]
+    assert (
+        "412" in patch_site["responses"]
+        and "Retry-After" in patch_site["responses"]["429"]["headers"]
+    )
     docs = client.get("/api/docs/")
     assert docs.status_code == 200
     html = docs.content.decode()
