@@ -54,6 +54,7 @@ def _schemathesis(
             *operations,
         ],
         capture_output=True, text=True, timeout=seconds + 300,
+        cwd=out.parent,  # its cache (.schemathesis/) stays out of the work tree
     )  # fmt: skip
 
 
