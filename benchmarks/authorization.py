@@ -152,13 +152,17 @@ async def bench(args: argparse.Namespace, port: int) -> dict[str, Any]:
     from asgiref.sync import sync_to_async
 
     from accounts import services as accounts
+    from accounts.models import Actor
     from gateways import services as gateways
     from policies import services as policies
 
     def setup() -> tuple[str, str, list[str]]:
         account = accounts.create_account(name="Bench", slug="bench")
         site = gateways.create_site(account, name="Site")
-        issued = accounts.issue_api_token(account, new_service_account="bench clients")
+        sa = accounts.create_actor(
+            account, name="bench clients", email="", type=Actor.Type.SERVICE_ACCOUNT
+        )
+        issued = accounts.issue_api_token(account, actor_id=sa.pk)
         group = accounts.create_group(account, name="Clients")
         assert issued.token.actor is not None
         accounts.add_member(group, issued.token.actor)

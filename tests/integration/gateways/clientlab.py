@@ -28,7 +28,10 @@ def client_token(actor: Actor, *, hours: int = 8) -> str:
 
 
 def service_account_token(account: Account) -> str:
-    return account_services.issue_api_token(account, new_service_account="ci-runner").secret
+    actor = account_services.create_actor(
+        account, name="ci-runner", email="", type=Actor.Type.SERVICE_ACCOUNT
+    )
+    return account_services.issue_api_token(account, actor_id=actor.pk).secret
 
 
 def client_path(**params: str | None) -> str:

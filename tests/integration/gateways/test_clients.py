@@ -15,7 +15,14 @@ from gateways.models import Authorization, ClientDevice
 from policies import services as policy_services
 from policies.models import Site
 
-from .clientlab import Client, client_path, client_token, gateway_online, open_client
+from .clientlab import (
+    Client,
+    client_path,
+    client_token,
+    gateway_online,
+    open_client,
+    service_account_token,
+)
 from .conftest import Gateway, db, new_key, setup_access
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -63,8 +70,7 @@ async def test_a_signed_in_client_gets_init_with_its_addresses_and_visible_resou
 async def test_a_service_account_token_connects_an_api_client_token_does_not(
     acme: Account,
 ) -> None:
-    sa = await db(account_services.issue_api_token)(acme, new_service_account="ci")
-    client, init, _ = await open_client(sa.secret)
+    client, init, _ = await open_client(await db(service_account_token)(acme))
     assert init is not None and init["resources"] == []
     await client.disconnect()
     api_client = await db(account_services.create_actor)(
