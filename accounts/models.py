@@ -205,6 +205,7 @@ class Group(AccountScoped):
     )
     members = models.ManyToManyField(Actor, through="Membership", related_name="groups")
     sync_generation = models.PositiveIntegerField(null=True, blank=True)
+    scim = models.JSONField(default=dict, blank=True)  # the SCIM resource, for SCIM directories
 
     objects = AccountManager["Group"]()
 

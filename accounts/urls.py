@@ -3,6 +3,7 @@
 from django.urls import path
 
 from accounts import views
+from accounts.directories import scim
 
 urlpatterns = [
     path("sign-in/", views.SignInView.as_view(), name="sign_in"),
@@ -27,5 +28,7 @@ urlpatterns = [
     path("actors/<str:pk>/enable/", views.actor_enable, name="actor_enable"),
     path("actors/<str:pk>/delete/", views.actor_delete, name="actor_delete"),
     path("settings/", views.settings_page, name="settings"),
+    path("scim/v2/<uuid:directory_id>", scim.scim_view, name="scim_root"),
+    path("scim/v2/<uuid:directory_id>/<path:path>", scim.scim_view, name="scim"),
     path("settings/tokens/<str:pk>/revoke/", views.token_revoke, name="token_revoke"),
 ]

@@ -85,3 +85,76 @@ def test_a_user_deleted_from_the_directory_loses_actor_and_flows(
     assert not Actor.objects.filter(pk=cat.pk).exists()
     auth.refresh_from_db()
     assert auth.revoked_at is not None
+
+
+@pytest.mark.parametrize("how", ["active_false", "delete", "leave_group"])
+def test_scim_deprovisioning_revokes_the_live_flow(acme: Account, how: str) -> None:
+    import json
+
+    from django.test import Client
+
+    from accounts import services
+    from accounts.directories import services as directory_services
+
+    directory = services.create_directory(acme, name="SCIM", kind=Directory.Kind.SCIM)
+    secret = directory_services.issue_scim_token(directory).secret
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    base = f"/scim/v2/{directory.pk}"
+
+    def send(method: str, path: str, body: object = None) -> dict[str, object]:
+        response = getattr(client, method)(
+            base + path, data=json.dumps(body) if body else "", content_type="application/scim+json"
+        )
+        assert response.status_code < 300, response.content
+        return json.loads(response.content) if response.content else {}
+
+    user_schema = "urn:ietf:params:scim:schemas:core:2.0:User"
+    ids = [
+        send("post", "/Users", {"schemas": [user_schema], "userName": f"{n}@acme.test"})["id"]
+        for n in ("eve", "fay")
+    ]
+    group = send(
+        "post",
+        "/Groups",
+        {
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": "Ops",
+            "members": [{"value": i} for i in ids],
+        },
+    )
+    site = gateway_services.create_site(acme, name="HQ")
+    resource = policy_services.create_resource(
+        acme, name="LAN", kind="cidr", address="10.1.0.0/24", site=site
+    )
+    policy = policy_services.create_policy(
+        acme, group=Group.objects.get(directory=directory), resource=resource
+    )
+    eve = Actor.objects.get(email="eve@acme.test")
+    fay = Actor.objects.get(email="fay@acme.test")
+    eves, fays = flow(policy, eve), flow(policy, fay)
+
+    patch = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+    if how == "active_false":
+        send(
+            "patch",
+            f"/Users/{ids[0]}",
+            {
+                "schemas": [patch],
+                "Operations": [{"op": "replace", "path": "active", "value": False}],
+            },
+        )
+    elif how == "delete":
+        send("delete", f"/Users/{ids[0]}")
+    else:
+        send(
+            "patch",
+            f"/Groups/{group['id']}",
+            {
+                "schemas": [patch],
+                "Operations": [{"op": "remove", "path": f'members[value eq "{ids[0]}"]'}],
+            },
+        )
+    eves.refresh_from_db()
+    fays.refresh_from_db()
+    assert eves.revoked_at is not None
+    assert fays.revoked_at is None
