@@ -130,7 +130,7 @@ def _renew(directory: Directory, owner: str, lease: timedelta) -> None:
         raise LeaseLost(str(directory.pk))
 
 
-def _release(directory: Directory, owner: str) -> None:
+def release(directory: Directory, owner: str) -> None:
     Directory.objects.for_account(directory.account_id).filter(
         pk=directory.pk, lease_owner=owner
     ).update(lease_owner="", lease_until=None)
@@ -143,7 +143,7 @@ def issuer_for(directory: Directory) -> str:
     return f"directory:{directory.pk}"
 
 
-def _current_run(directory: Directory, now: datetime) -> SyncRun:
+def current_run(directory: Directory, now: datetime) -> SyncRun:
     with transaction.atomic():
         run = (
             SyncRun.objects.for_account(directory.account_id)
@@ -180,20 +180,22 @@ def run_sync(
     if not claim(directory, owner, now=now(), lease=lease):
         return Outcome(run=None, status="busy")
     try:
-        run = _current_run(directory, now())
+        run = current_run(directory, now())
         sync = _Sync(directory, adapter, run, owner, lease)
         try:
             sync.walk()
             return sync.sweep(now())
         except ProviderError as exc:
-            return _failed(directory, run, exc, now())
+            return record_failure(directory, run, exc, now())
         except LeaseLost:
             return Outcome(run=run, status="lease_lost")
     finally:
-        _release(directory, owner)
+        release(directory, owner)
 
 
-def _failed(directory: Directory, run: SyncRun, exc: ProviderError, now: datetime) -> Outcome:
+def record_failure(
+    directory: Directory, run: SyncRun, exc: ProviderError, now: datetime
+) -> Outcome:
     message = f"{exc} (HTTP {exc.status})" if exc.status else str(exc)
     with transaction.atomic():
         locked = Directory.objects.select_for_update().get(pk=directory.pk)
