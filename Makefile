@@ -9,7 +9,7 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 CHECK_PATHS := firezone_site accounts policies gateways agents tests benchmarks manage.py
 
-.PHONY: run test setup install install-dev lint typecheck checks pytest clean
+.PHONY: run test setup install install-dev lint typecheck checks pytest clean fuzz
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,3 +54,14 @@ test: setup lint typecheck checks pytest
 
 clean:
 	rm -rf $(VENV) var
+
+# Coverage-guided fuzzing (atheris) of every target in tests/fuzz/targets for FUZZ_SECONDS each;
+# prints JSON figures. `make test` replays the committed corpus without atheris.
+FUZZ_SECONDS ?= 30
+
+$(VENV)/.installed-fuzz: pyproject.toml $(VENV)/.installed-dev
+	$(PIP) install --quiet -e '.[fuzz]'
+	touch $@
+
+fuzz: $(VENV)/.installed-fuzz
+	@$(PY) -m tests.fuzz.run --seconds $(FUZZ_SECONDS)

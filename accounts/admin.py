@@ -86,3 +86,6 @@ class TokenAdmin(ReadOnlyAdmin[Token]):
     list_select_related = ("account", "actor")
     exclude = ("secret_hash",)
     readonly_fields = ("last_used_at", "last_used_ip", "replaced_by", "grace_until")
+
+
+import accounts.signin.admin  # noqa: E402, F401  (registers the sign-in models)

@@ -268,6 +268,10 @@ class Token(AccountScoped):
     actor = models.ForeignKey(
         Actor, null=True, blank=True, on_delete=models.CASCADE, related_name="tokens"
     )
+    # The provider a client session was signed in through: disabling it revokes the token.
+    provider = models.ForeignKey(
+        AuthProvider, null=True, blank=True, on_delete=models.CASCADE, related_name="tokens"
+    )
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     # Rotation: the replaced token keeps working until grace_until or until its successor is used.
@@ -287,5 +291,6 @@ class Token(AccountScoped):
         return f"{self.kind} token {self.name or self.pk}"
 
 
-# Registers the directory sync models with the app (they live in accounts.directories).
+# Registers the models of the sign-in (accounts.signin) and directory sync (accounts.directories).
 from accounts.directories.models import SyncRun  # noqa: E402, F401
+from accounts.signin.models import DeviceAuthorization, SignInCode  # noqa: E402, F401

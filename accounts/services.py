@@ -510,12 +510,23 @@ def disable_auth_provider(provider: AuthProvider) -> None:
     revoked = hooks.revoke_flows(
         provider.account_id, policy_ids=needing, reason="provider_disabled"
     )
+    # Its portal sessions end and its client tokens are revoked (the event disconnects them).
+    from accounts.signin.services import end_provider_sessions
+
+    token_ids = frozenset(
+        Token.objects.for_account(provider.account_id)
+        .filter(provider_id=provider.pk, revoked_at__isnull=True)
+        .values_list("pk", flat=True)
+    )
+    Token.objects.filter(pk__in=token_ids).update(revoked_at=now)
+    end_provider_sessions(provider.pk)
     publish(
         AccessChanged(
             account_id=provider.account_id,
             reason="provider_disabled",
             policy_ids=needing,
             authorization_ids=revoked,
+            token_ids=token_ids,
         )
     )
 

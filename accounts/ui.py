@@ -63,6 +63,8 @@ def _resolve(request: HttpRequest) -> UI | None:
         raise DjangoPermissionDenied("This sign-in has no active actor.")
     if actor.type not in (Actor.Type.ADMIN, Actor.Type.USER):
         raise DjangoPermissionDenied("Service accounts cannot use the web UI.")
+    if request.session.get("fz_clients_only"):  # accounts.signin.sessions.CLIENTS_ONLY_KEY
+        raise DjangoPermissionDenied("This sign-in is for signing in a client only.")
     return UI(actor=actor, account=actor.account)
 
 

@@ -4,9 +4,10 @@ from django.urls import path
 
 from accounts import views
 from accounts.directories import scim
+from accounts.signin import views as signin_views
 
 urlpatterns = [
-    path("sign-in/", views.SignInView.as_view(), name="sign_in"),
+    path("sign-in/", signin_views.root_sign_in, name="sign_in"),
     path("sign-out/", views.SignOutView.as_view(), name="sign_out"),
     path("groups/", views.group_list, name="group_list"),
     path("groups/new/", views.group_new, name="group_new"),

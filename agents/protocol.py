@@ -94,6 +94,7 @@ class CloseCode(IntEnum):
     INCOMPATIBLE_VERSION = 4005  # protocol version not supported by this portal
     HEARTBEAT_TIMEOUT = 4006  # nothing received for HEARTBEAT_TIMEOUT_S
     GATEWAY_REMOVED = 4007  # the gateway or its site was deleted by an admin
+    TOO_MANY_GATEWAYS = 4008  # a new external id, but the site has its maximum of gateways
 
     @property
     def retry(self) -> bool:

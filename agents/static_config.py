@@ -242,6 +242,11 @@ def _read(path: str | Path) -> str:
         raise ConfigError(f"{path}: cannot read the static config: {exc}") from exc
 
 
+def _decimal(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts e.g. superscripts, which int() refuses."""
+    return text.isascii() and text.isdigit()
+
+
 _FORBIDDEN_RESOURCE_NETS = (TUNNEL_IPV4, TUNNEL_IPV6)
 
 
@@ -426,7 +431,7 @@ class _Doc:
             host, sep, port = text.rpartition(":")
             if ":" in host:
                 sep = ""  # a bare IPv6 address needs brackets
-        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        if not sep or not host or not _decimal(port) or not 1 <= int(port) <= 65535:
             self.fail(where, f"{text!r} must be host:port or [ipv6]:port")
         return host, int(port)
 

@@ -18,6 +18,8 @@ os.environ.setdefault("DATABASE_CONN_MAX_AGE", "0")
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-that-is-long-enough-0123456789")
 # Each test process gets its own channel-layer prefix so parallel runs never see each other.
 os.environ.setdefault("FZ_CHANNEL_PREFIX", f"fztest{os.getpid()}")
+# ... and its own cache prefix (the sign-in throttle counters live in the cache).
+os.environ.setdefault("FZ_CACHE_PREFIX", f"fztest{os.getpid()}")
 
 
 # --- under CI, end-to-end coverage may not quietly go missing ----------------------------------

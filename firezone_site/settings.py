@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 import django_stubs_ext
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 # Generic admin/queryset classes (ModelAdmin[Model]) at runtime, for the type hints.
@@ -126,6 +127,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "channels",
+    "csp",
     "firezone_site",
     "accounts",
     "policies",
@@ -141,6 +143,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
 ]
 
 ROOT_URLCONF = "firezone_site.urls"
@@ -248,10 +251,15 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict[str, Any] = {
     "expire-authorizations": {"task": "gateways.expire_authorizations", "schedule": 10.0},
     "sweep-stale-gateways": {"task": "gateways.sweep_stale_gateways", "schedule": 60.0},
+    "remove-offline-gateways": {"task": "gateways.remove_offline_gateways", "schedule": 3600.0},
     # Also how soon a static device's time-window condition takes effect at a window's edge.
     "resync-static-devices": {"task": "gateways.resync_static_devices", "schedule": 60.0},
     "rotate-gateway-tokens": {"task": "gateways.rotate_gateway_tokens", "schedule": 3600.0},
     "delete-expired-tokens": {"task": "accounts.delete_expired_tokens", "schedule": 3600.0},
+    "delete-expired-sign-in-codes": {
+        "task": "accounts.delete_expired_sign_in_codes",
+        "schedule": 3600.0,
+    },
 }
 
 REST_FRAMEWORK = {
@@ -272,13 +280,36 @@ SECURE_HSTS_PRELOAD = SECURE_TLS
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if SECURE_TLS else None
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp): the UI has no inline script, style or handler (htmx's
+# own indicator <style> is switched off in base.html), so nothing inline is allowed, nothing from
+# other origins, and no page may be framed. The browser suite fails on any violation.
+CONTENT_SECURITY_POLICY: dict[str, Any] = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = 8 * 3600
 
 LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    # One record is one line: control characters from agents or browsers are escaped.
+    "formatters": {
+        "plain": {
+            "()": "firezone_site.logsafe.EscapingFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        }
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
@@ -293,3 +324,91 @@ FZ_TUNNEL_IPV4 = "100.64.0.0/11"
 FZ_TUNNEL_IPV6 = "fd00:2021:1111::/107"
 FZ_GATEWAY_PORT = 51820
 FZ_HEARTBEAT_TIMEOUT_S = float(os.environ.get("FZ_HEARTBEAT_TIMEOUT_S", "37"))
+
+
+def _positive_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    if raw == "":
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a positive whole number")
+    return int(raw)
+
+
+# One site token must not be able to create gateways (and take tunnel addresses) without bound:
+# a new external_id beyond this many gateways in the site is refused (close 4008).
+FZ_MAX_GATEWAYS_PER_SITE = _positive_int("FZ_MAX_GATEWAYS_PER_SITE", 100)
+# Gateways offline for longer than this are removed (Celery beat), releasing their addresses.
+FZ_GATEWAY_RETENTION_DAYS = _positive_int("FZ_GATEWAY_RETENTION_DAYS", 30)
+# --- sign-in (accounts.signin) -----------------------------------------------------------------
+# The cache holds the brute-force counters: Redis in production (shared by every web process),
+# process memory in the embedded default (one daphne process serves every sign-in there).
+if REDIS_URL:
+    CACHES: dict[str, Any] = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": os.environ.get("FZ_CACHE_PREFIX", "fz"),
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+
+def email_from_env() -> dict[str, Any]:
+    """Mail settings: ``EMAIL_URL`` (smtp://user:pass@host:587, smtps://... for implicit TLS,
+    ``?starttls=0`` to turn STARTTLS off) or ``SMTP_HOST``/``SMTP_PORT``/``SMTP_USER``/
+    ``SMTP_PASSWORD``/``SMTP_TLS``/``SMTP_SSL``; neither set: mails are written to ``var/mail/``."""
+    url = os.environ.get("EMAIL_URL", "")
+    if url:
+        parsed = urlparse(url)
+        if parsed.scheme not in {"smtp", "smtps"}:
+            raise ImproperlyConfigured("EMAIL_URL must start with smtp:// or smtps://")
+        query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        ssl = parsed.scheme == "smtps"
+        return {
+            "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "EMAIL_HOST": parsed.hostname or "localhost",
+            "EMAIL_PORT": parsed.port or (465 if ssl else 587),
+            "EMAIL_HOST_USER": unquote(parsed.username or ""),
+            "EMAIL_HOST_PASSWORD": unquote(parsed.password or ""),
+            "EMAIL_USE_SSL": ssl,
+            "EMAIL_USE_TLS": not ssl and query.get("starttls", "1") not in {"0", "false", "no"},
+        }
+    if os.environ.get("SMTP_HOST"):
+        ssl = _bool("SMTP_SSL", False)
+        return {
+            "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "EMAIL_HOST": os.environ["SMTP_HOST"],
+            "EMAIL_PORT": int(os.environ.get("SMTP_PORT", "465" if ssl else "587")),
+            "EMAIL_HOST_USER": os.environ.get("SMTP_USER", ""),
+            "EMAIL_HOST_PASSWORD": os.environ.get("SMTP_PASSWORD", ""),
+            "EMAIL_USE_SSL": ssl,
+            "EMAIL_USE_TLS": not ssl and _bool("SMTP_TLS", True),
+        }
+    return {
+        "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+        "EMAIL_FILE_PATH": str(VAR_DIR / "mail"),
+    }
+
+
+_email = email_from_env()
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_FILE_PATH = _email.get("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
+EMAIL_HOST = _email.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = _email.get("EMAIL_PORT", 25)
+EMAIL_HOST_USER = _email.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = _email.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = _email.get("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = 20
+DEFAULT_FROM_EMAIL = os.environ.get("EMAIL_FROM", "Firezone <firezone@localhost>")
+
+# Brute force: failures per account+email and per source IP within the window lock that key for
+# the lockout period.
+FZ_SIGNIN_MAX_FAILURES = int(os.environ.get("FZ_SIGNIN_MAX_FAILURES", "10"))
+FZ_SIGNIN_MAX_FAILURES_PER_IP = int(os.environ.get("FZ_SIGNIN_MAX_FAILURES_PER_IP", "100"))
+FZ_SIGNIN_WINDOW_S = int(os.environ.get("FZ_SIGNIN_WINDOW_S", "900"))
+FZ_SIGNIN_LOCKOUT_S = int(os.environ.get("FZ_SIGNIN_LOCKOUT_S", "900"))
+FZ_SIGNIN_MAX_MAILS = int(os.environ.get("FZ_SIGNIN_MAX_MAILS", "5"))
+FZ_SIGNIN_MAX_DEVICE_STARTS = int(os.environ.get("FZ_SIGNIN_MAX_DEVICE_STARTS", "30"))

@@ -10,4 +10,6 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("", include("policies.urls")),
     path("", include("gateways.urls")),
+    path("", include("accounts.signin.urls")),
+    path("", include("accounts.signin.account_urls")),  # last: /<account slug>/sign-in
 ]

@@ -26,6 +26,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from agents import protocol
+from firezone_site.logsafe import escaped
 from gateways import presence, queries, services
 
 log = logging.getLogger(__name__)
@@ -204,7 +205,13 @@ class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                 self.gateway_id, message.authorization_id
             )
         elif isinstance(message, protocol.Error):
-            log.warning("gateway %s reported %s: %s", self.gateway_id, message.code, message.reason)
+            # Both strings come from the agent: escaped, so a reason cannot forge log lines.
+            log.warning(
+                "gateway %s reported %s: %s",
+                self.gateway_id,
+                escaped(message.code),
+                escaped(message.reason),
+            )
 
     async def _heartbeat(self) -> None:
         assert self.gateway_id is not None

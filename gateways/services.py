@@ -276,6 +276,7 @@ def connect_gateway(
     envelopes: list[presence.Envelope] = []
     peer_visible_change = False
     if gateway is None:
+        _check_gateway_cap(account.pk, site_id)
         addresses = allocate_tunnel_address(account.pk)
         gateway = Gateway(
             account=account,
@@ -319,6 +320,22 @@ def connect_gateway(
         _refresh_config_version(device_id)
     presence.send_on_commit(envelopes)
     return gateway
+
+
+def _check_gateway_cap(account_id: uuid.UUID, site_id: uuid.UUID) -> None:
+    """Refuse a new gateway when the site already has FZ_MAX_GATEWAYS_PER_SITE of them.
+
+    The site row is locked first, so concurrent first connects of different external ids in one
+    site are counted one after the other and cannot both take the last place.
+    """
+    Site.objects.for_account(account_id).select_for_update().filter(pk=site_id).first()
+    limit = int(settings.FZ_MAX_GATEWAYS_PER_SITE)
+    if Gateway.objects.for_account(account_id).filter(site_id=site_id).count() >= limit:
+        raise GatewayRefused(
+            protocol.CloseCode.TOO_MANY_GATEWAYS,
+            f"the site already has {limit} gateways, the maximum (FZ_MAX_GATEWAYS_PER_SITE); "
+            "reuse an existing gateway's external id, or remove offline gateways",
+        )
 
 
 def _devices_of_gateway(gateway_id: uuid.UUID) -> list[uuid.UUID]:
@@ -432,6 +449,66 @@ def sweep_stale_gateways(now: datetime | None = None) -> int:
     for gateway_id, channel_name in stale.values_list("pk", "channel_name"):
         count += disconnect_gateway(gateway_id, channel_name, now=now)
     return count
+
+
+def remove_offline_gateways(now: datetime | None = None) -> int:
+    """Delete gateways offline for longer than FZ_GATEWAY_RETENTION_DAYS (each in its own
+    transaction, see `remove_offline_gateway`); returns how many were removed."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.FZ_GATEWAY_RETENTION_DAYS)
+    stale = Gateway.objects.filter(online=False, last_seen_at__lt=cutoff)
+    return sum(
+        remove_offline_gateway(account_id, gateway_id, cutoff, now=now)
+        for account_id, gateway_id in stale.values_list("account_id", "pk")
+    )
+
+
+@transaction.atomic
+def remove_offline_gateway(
+    account_id: uuid.UUID, gateway_id: uuid.UUID, cutoff: datetime, *, now: datetime | None = None
+) -> bool:
+    """Delete one gateway if it is still offline and last seen before ``cutoff``, releasing its
+    tunnel addresses. The row is locked and re-checked, so a gateway that reconnected meanwhile
+    stays (and a connect that waited on the lock creates the gateway anew). Its open
+    authorizations are revoked; its static devices move to another online gateway of the site
+    (after commit, through the access-change handler)."""
+    now = now or timezone.now()
+    gateway = (
+        Gateway.objects.for_account(account_id)
+        .select_for_update()
+        .filter(pk=gateway_id, online=False, last_seen_at__lt=cutoff)
+        .first()
+    )
+    if gateway is None:
+        return False
+    device_ids = frozenset(_devices_of_gateway(gateway.pk))
+    Authorization.objects.for_account(account_id).filter(
+        gateway_id=gateway.pk, revoked_at__isnull=True
+    ).update(revoked_at=now, revoke_reason="gateway_removed")
+    address_id = gateway.address_id
+    gateway.delete()  # static assignments keep their device, with no gateway until re-synced
+    TunnelAddress.objects.filter(pk=address_id).delete()
+    # A socket that still holds the gateway (a portal process that died) is told, as on delete.
+    presence.send_on_commit(
+        [
+            presence.close(
+                presence.gateway_group(gateway_id),
+                protocol.CloseCode.GATEWAY_REMOVED,
+                "the gateway was removed after being offline too long",
+            )
+        ]
+    )
+    if device_ids:
+        publish(
+            AccessChanged(
+                account_id=account_id,
+                reason="gateway_removed",
+                narrowed=False,
+                device_ids=device_ids,
+            )
+        )
+    log.info("removed gateway %s (offline since %s)", gateway_id, gateway.last_seen_at)
+    return True
 
 
 # --- static devices ----------------------------------------------------------------------------

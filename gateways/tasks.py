@@ -19,6 +19,12 @@ def sweep_stale_gateways() -> int:
     return services.sweep_stale_gateways()
 
 
+@shared_task(name="gateways.remove_offline_gateways")
+def remove_offline_gateways() -> int:
+    """Delete gateways offline longer than FZ_GATEWAY_RETENTION_DAYS (their addresses freed)."""
+    return services.remove_offline_gateways()
+
+
 @shared_task(name="gateways.resync_static_devices")
 def resync_static_devices() -> int:
     """Recompute every static device (time-window policies, missed events)."""

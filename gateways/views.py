@@ -231,6 +231,8 @@ def site_detail(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
             "resource_count": resources.count(),
             "now": timezone.now(),
             "poll": POLL_SECONDS,
+            "max_gateways": settings.FZ_MAX_GATEWAYS_PER_SITE,
+            "retention_days": settings.FZ_GATEWAY_RETENTION_DAYS,
         },
         nav="sites",
     )

@@ -153,11 +153,15 @@ def current_run(directory: Directory, now: datetime) -> SyncRun:
         )
         if run is not None:
             return run
-        locked = Directory.objects.select_for_update().get(pk=directory.pk)
+        locked = (
+            Directory.objects.for_account(directory.account_id)
+            .select_for_update()
+            .get(pk=directory.pk)
+        )
         locked.sync_generation += 1
         locked.save(update_fields=["sync_generation"])
         directory.sync_generation = locked.sync_generation
-        return SyncRun.objects.create(
+        return SyncRun.objects.for_account(directory.account_id).create(
             account_id=directory.account_id,
             directory=directory,
             generation=locked.sync_generation,
@@ -198,7 +202,11 @@ def record_failure(
 ) -> Outcome:
     message = f"{exc} (HTTP {exc.status})" if exc.status else str(exc)
     with transaction.atomic():
-        locked = Directory.objects.select_for_update().get(pk=directory.pk)
+        locked = (
+            Directory.objects.for_account(directory.account_id)
+            .select_for_update()
+            .get(pk=directory.pk)
+        )
         failing_since = locked.failing_since or now
         disable = exc.permanent or now - failing_since >= FAILING_DISABLES_AFTER
         locked.last_error = message
@@ -208,7 +216,7 @@ def record_failure(
             locked.disabled_at = now
             fields.append("disabled_at")
         locked.save(update_fields=fields)
-        SyncRun.objects.filter(pk=run.pk).update(
+        SyncRun.objects.for_account(directory.account_id).filter(pk=run.pk).update(
             error=message,
             # A transient failure leaves the run resumable; a disabling one ends it.
             status=SyncRun.Status.FAILED if disable else SyncRun.Status.RUNNING,
@@ -268,7 +276,7 @@ class _Sync:
         self.run.phase = phase
         self.run.cursor = cursor
         self.run.heartbeat_at = timezone.now()
-        SyncRun.objects.filter(pk=self.run.pk).update(
+        SyncRun.objects.for_account(self.account_id).filter(pk=self.run.pk).update(
             phase=phase, cursor=cursor, stats=self.run.stats, heartbeat_at=self.run.heartbeat_at
         )
         _renew(self.directory, self.owner, self.lease)
@@ -379,9 +387,9 @@ class _Sync:
                 )
             )
         if new_actors:
-            Actor.objects.bulk_create(new_actors)
+            Actor.objects.for_account(self.account_id).bulk_create(new_actors)
             everyone = services.everyone_group(self.account_id)
-            Membership.objects.bulk_create(
+            Membership.objects.for_account(self.account_id).bulk_create(
                 [
                     Membership(account_id=self.account_id, group=everyone, actor=a)
                     for a in new_actors
@@ -390,8 +398,8 @@ class _Sync:
                 ignore_conflicts=True,
             )
         if changed:
-            Actor.objects.bulk_update(changed, ["name", "email"])
-        Identity.objects.bulk_create(
+            Actor.objects.for_account(self.account_id).bulk_update(changed, ["name", "email"])
+        Identity.objects.for_account(self.account_id).bulk_create(
             identities,
             update_conflicts=True,
             unique_fields=["account", "issuer", "subject"],
@@ -422,7 +430,7 @@ class _Sync:
             .filter(directory=self.directory, provider_id__in=list(wanted))
             .values_list("provider_id", "name")
         )
-        Group.objects.bulk_create(
+        Group.objects.for_account(self.account_id).bulk_create(
             [
                 Group(
                     account_id=self.account_id,
@@ -498,7 +506,7 @@ class _Sync:
                 group_id=group_pk, actor_id__in=existing
             ).update(sync_generation=self.gen)
         if added:
-            Membership.objects.bulk_create(
+            Membership.objects.for_account(self.account_id).bulk_create(
                 [
                     Membership(
                         account_id=self.account_id,
@@ -525,7 +533,11 @@ class _Sync:
     @transaction.atomic
     def sweep(self, now: datetime) -> Outcome:
         _renew(self.directory, self.owner, self.lease)
-        directory = Directory.objects.select_for_update().get(pk=self.directory.pk)
+        directory = (
+            Directory.objects.for_account(self.account_id)
+            .select_for_update()
+            .get(pk=self.directory.pk)
+        )
         identities = Identity.objects.for_account(self.account_id).filter(directory=directory)
         groups = Group.objects.for_account(self.account_id).filter(directory=directory)
         stale_identities = identities.exclude(sync_generation=self.gen)
@@ -541,10 +553,12 @@ class _Sync:
                 reason = "it would delete every group"
             if reason:
                 message = f"Sync aborted by the circuit breaker: {reason}."
-                SyncRun.objects.filter(pk=self.run.pk).update(
+                SyncRun.objects.for_account(self.account_id).filter(pk=self.run.pk).update(
                     status=SyncRun.Status.ABORTED, error=message, finished_at=now
                 )
-                Directory.objects.filter(pk=directory.pk).update(last_error=message)
+                Directory.objects.for_account(self.account_id).filter(pk=directory.pk).update(
+                    last_error=message
+                )
                 self.run.refresh_from_db()
                 return Outcome(run=self.run, status="aborted", error=message)
 
@@ -556,7 +570,9 @@ class _Sync:
         stale_members = stale_members.exclude(sync_generation=self.gen)
         removed = list(stale_members.values_list("actor_id", "group_id"))
         if removed:
-            Membership.objects.filter(pk__in=stale_members.values("pk")).delete()
+            Membership.objects.for_account(self.account_id).filter(
+                pk__in=stale_members.values("pk")
+            ).delete()
             publish(
                 AccessChanged(
                     account_id=self.account_id,
@@ -585,7 +601,7 @@ class _Sync:
             revoked = hooks.revoke_flows(
                 self.account_id, actor_ids=owned_ids, reason="actor_deleted"
             )
-            Actor.objects.filter(pk__in=owned_ids).delete()
+            Actor.objects.for_account(self.account_id).filter(pk__in=owned_ids).delete()
             publish(
                 AccessChanged(
                     account_id=self.account_id,
@@ -598,7 +614,9 @@ class _Sync:
         group_ids = frozenset(stale_groups.values_list("pk", flat=True))
         if group_ids:
             policy_ids = frozenset(
-                Group.objects.filter(pk__in=group_ids).values_list("policies__pk", flat=True)
+                Group.objects.for_account(self.account_id)
+                .filter(pk__in=group_ids)
+                .values_list("policies__pk", flat=True)
             )
             stale_groups.delete()
             publish(
@@ -614,7 +632,7 @@ class _Sync:
         directory.last_error = ""
         directory.failing_since = None
         directory.save(update_fields=["last_synced_at", "last_error", "failing_since"])
-        SyncRun.objects.filter(pk=self.run.pk).update(
+        SyncRun.objects.for_account(self.account_id).filter(pk=self.run.pk).update(
             status=SyncRun.Status.SUCCEEDED,
             phase="done",
             cursor={},

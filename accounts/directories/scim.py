@@ -237,7 +237,7 @@ class DirectoryStorage(ScimStorage):
         if self._is_user(resource_type):
             self._create_user(resource, doc)
         else:
-            group = Group.objects.create(
+            group = Group.objects.for_account(self.account_id).create(
                 account_id=self.account_id,
                 directory=self.directory,
                 provider_id=resource.id,
@@ -305,7 +305,7 @@ class DirectoryStorage(ScimStorage):
             else None
         )
         if actor is None:
-            actor = Actor.objects.create(
+            actor = Actor.objects.for_account(self.account_id).create(
                 account_id=self.account_id,
                 type=Actor.Type.USER,
                 email=email,
@@ -314,8 +314,10 @@ class DirectoryStorage(ScimStorage):
                 provider_id=resource.id,
             )
             group = services.everyone_group(self.account_id)
-            Membership.objects.get_or_create(account_id=self.account_id, group=group, actor=actor)
-        Identity.objects.create(
+            Membership.objects.for_account(self.account_id).get_or_create(
+                account_id=self.account_id, group=group, actor=actor
+            )
+        Identity.objects.for_account(self.account_id).create(
             account_id=self.account_id,
             actor=actor,
             issuer=self.issuer,
@@ -409,7 +411,7 @@ class DirectoryStorage(ScimStorage):
         if removed:
             group.memberships.filter(actor_id__in=removed).delete()
         if added:
-            Membership.objects.bulk_create(
+            Membership.objects.for_account(self.account_id).bulk_create(
                 [Membership(account_id=self.account_id, group=group, actor_id=a) for a in added]
             )
         if removed or added:

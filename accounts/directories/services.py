@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
 
 from accounts import services
+from accounts.directories.adapters import adapter_for
+from accounts.directories.adapters.http import RetryPolicy
+from accounts.directories.engine import (
+    Outcome,
+    ProviderError,
+    claim,
+    current_run,
+    record_failure,
+    release,
+    run_sync,
+)
+from accounts.directories.queries import PULLED
 from accounts.models import Directory, Token
 from accounts.services import IssuedToken
 from firezone_site.errors import ValidationFailed
-from firezone_site.events import AccessChanged, publish
 
 
 @transaction.atomic
@@ -37,17 +49,13 @@ def issue_scim_token(directory: Directory) -> IssuedToken:
 
 @transaction.atomic
 def set_directory_enabled(directory: Directory, *, enabled: bool) -> None:
+    """Enable (clearing the last error, so the next beat tick syncs it) or disable a directory.
+    Disabling stops syncing only: what it synced stays until the directory is deleted."""
     Directory.objects.for_account(directory.account_id).filter(pk=directory.pk).update(
         disabled_at=None if enabled else timezone.now(),
         failing_since=None,
         **({"last_error": ""} if enabled else {}),
     )
-    if not enabled:
-        publish(
-            AccessChanged(
-                account_id=directory.account_id, reason="directory_disabled", narrowed=False
-            )
-        )
 
 
 @transaction.atomic
@@ -68,3 +76,23 @@ def update_directory(
         directory.config = {**directory.config, **config}
     directory.save(update_fields=["sync_interval", "config"])
     return directory
+
+
+def sync_directory(
+    directory_id: uuid.UUID | str, *, retry: RetryPolicy | None = None, owner: str | None = None
+) -> Outcome:
+    directory = Directory.objects.filter(pk=directory_id, kind__in=PULLED).first()
+    if directory is None:
+        return Outcome(run=None, status="missing")
+    try:
+        adapter = adapter_for(directory, retry=retry)
+    except ProviderError as exc:  # unusable settings: the same path as a 4xx from the provider
+        owner = owner or uuid.uuid4().hex
+        if not claim(directory, owner, now=timezone.now(), lease=timedelta(minutes=1)):
+            return Outcome(run=None, status="busy")
+        try:
+            run = current_run(directory, timezone.now())
+            return record_failure(directory, run, exc, timezone.now())
+        finally:
+            release(directory, owner)
+    return run_sync(directory, adapter, owner=owner)

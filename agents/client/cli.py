@@ -2,6 +2,7 @@
 
 Modes: ``--static-config FILE`` (gateways and the resources behind each, see
 ``agents.static_config``). A portal-driven mode would be a sibling of ``run_static``.
+``firezone-client sign-in --portal-url URL`` signs the client in (``agents.client.signin``).
 
 Routes: every resource network of every gateway is routed into the TUN device. When a resource
 covers a gateway's own endpoint (the "internet" resource, or a wide CIDR), the endpoint gets a
@@ -41,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sign-in"]:
+        from agents.client import signin
+
+        return signin.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(json_logs=args.log_json, level=args.log_level)

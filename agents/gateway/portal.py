@@ -168,10 +168,15 @@ def public_key_of(private_key: bytes) -> str:
     return base64.b64encode(pub.public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
 
 
+def _decimal(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts e.g. superscripts, which int() refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_endpoint(text: str) -> str:
     """Validate ``host:port`` / ``[v6]:port``; returns it unchanged."""
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+    if not sep or not host or not _decimal(port) or not 1 <= int(port) <= 65535:
         raise ConfigurationError(f"--endpoint {text!r}: expected host:port or [ipv6]:port")
     if host.startswith("["):
         if not host.endswith("]"):
@@ -587,7 +592,16 @@ class PortalClient:
     @staticmethod
     async def _send_all(ws: Any, messages: Sequence[p.GatewayMessage]) -> None:
         for m in messages:
-            await ws.send(p.dump(m))
+            frame = p.dump(m)
+            size = len(frame.encode("utf-8"))
+            if size > p.MAX_FRAME_BYTES:
+                # The portal would close the socket with 1009 and this frame would be lost anyway.
+                log.error(
+                    "not sending a frame larger than the protocol allows",
+                    extra={"type": m.TYPE, "bytes": size, "limit": p.MAX_FRAME_BYTES},
+                )
+                continue
+            await ws.send(frame)
 
     def _expire(self) -> None:
         step = self.state.expire(time.time())

@@ -28,7 +28,10 @@ destination it is authorized for.
 Filters: an empty filter list allows everything. TCP/UDP filters allow the listed destination port
 ranges (empty = all ports). An ICMP filter allows ICMP and ICMPv6 echo (request outbound, reply
 inbound). Non-first fragments carry no ports: they pass when their protocol is allowed at all
-(the first fragment, which carries the ports, is checked; without it nothing reassembles).
+for their IP version (the first fragment, which carries the ports, is checked; without it nothing
+reassembles). "Allowed for their IP version" matters for ICMP: an icmp filter compiles to
+protocol 1 in the IPv4 table and 58 in the IPv6 table only, so an IPv4 fragment claiming ICMPv6
+(or an IPv6 one claiming ICMPv4) is refused like its unfragmented form, which the parser drops.
 
 Internet resources match any *public* destination; private (RFC 1918, fc00::/7), loopback,
 link-local, CGNAT (100.64.0.0/10, which holds the tunnel ranges), multicast, unspecified,
@@ -141,14 +144,16 @@ _Spec = dict[int, tuple[tuple[int, int], ...]] | None
 _Entry = tuple[int, int, bool, _Spec, float]
 
 
-def _compile_filters(filters: tuple[Filter, ...]) -> _Spec:
+def _compile_filters(filters: tuple[Filter, ...], version: int) -> _Spec:
+    """The spec for one IP version: an icmp filter is ICMP (1) in IPv4 and ICMPv6 (58) in IPv6,
+    never the other family's number (a non-first fragment is let through on its protocol number
+    alone, so a cross-family number here would forward what the parser drops unfragmented)."""
     if not filters:
         return None
     spec: dict[int, list[tuple[int, int]] | None] = {}
     for f in filters:
         if f.protocol == "icmp":
-            spec[PROTO_ICMP] = None
-            spec[PROTO_ICMPV6] = None
+            spec[PROTO_ICMP if version == 4 else PROTO_ICMPV6] = None
             continue
         proto = PROTO_TCP if f.protocol == "tcp" else PROTO_UDP
         if not f.ports:
@@ -441,14 +446,18 @@ class Firewall:
         rules6: list[_Entry] = []
         for resource_id, exp in peer.auths.values():
             rule = self._resources[resource_id]
-            spec = _compile_filters(rule.filters)
+            spec4 = _compile_filters(rule.filters, 4)
+            spec6 = _compile_filters(rule.filters, 6)
             if rule.kind == "internet":
-                rules4.append((0, 0, True, spec, exp))
-                rules6.append((0, 0, True, spec, exp))
+                rules4.append((0, 0, True, spec4, exp))
+                rules6.append((0, 0, True, spec6, exp))
                 continue
             for net in rule.networks:
                 entry = (int(net.network_address), _mask(net.max_prefixlen, net.prefixlen))
-                (rules4 if net.version == 4 else rules6).append((*entry, False, spec, exp))
+                if net.version == 4:
+                    rules4.append((*entry, False, spec4, exp))
+                else:
+                    rules6.append((*entry, False, spec6, exp))
         peer.rules4 = tuple(rules4)
         peer.rules6 = tuple(rules6)
 
@@ -558,10 +567,12 @@ class Firewall:
         self, packet: bytes | bytearray | memoryview, info: PacketInfo, peer: _Peer, now: float
     ) -> bool:
         # The quoted packet starts after the 8-byte ICMP header; only its addresses are needed,
-        # and it is usually truncated, so it is not parsed as a whole packet.
+        # and it is usually truncated, so it is not parsed as a whole packet. Bytes past the IP
+        # packet's own length (trailing garbage in the buffer) are not part of the quote.
         start = info.l4_offset + 8
+        end = info.length
         if info.version == 4:
-            if len(packet) < start + 20 or packet[start] >> 4 != 4:
+            if end < start + 20 or packet[start] >> 4 != 4:
                 return False
             q_src = int.from_bytes(packet[start + 12 : start + 16], "big")
             q_dst = int.from_bytes(packet[start + 16 : start + 20], "big")
@@ -569,7 +580,7 @@ class Firewall:
                 return False
             rules = peer.rules4
         else:
-            if len(packet) < start + 40 or packet[start] >> 4 != 6:
+            if end < start + 40 or packet[start] >> 4 != 6:
                 return False
             q_src = int.from_bytes(packet[start + 8 : start + 24], "big")
             q_dst = int.from_bytes(packet[start + 24 : start + 40], "big")

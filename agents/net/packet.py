@@ -172,6 +172,8 @@ def _parse_v6(packet: bytes | bytearray | memoryview, n: int) -> PacketInfo | No
             nxt, fo = _EXT_FRAG.unpack_from(packet, off)
             off += 8
             if fo >> 3:
+                if hops >= _MAX_EXT_HEADERS:
+                    return None  # this fragment header would be one too many
                 fragment = True
                 nh = nxt
                 break

@@ -25,3 +25,18 @@
   document.addEventListener("DOMContentLoaded", function () { syncKind(document); });
   document.addEventListener("htmx:load", function (event) { syncKind(event.target); });
 })();
+
+// Sign-in links carry the one-time code in the URL fragment (#code=...), which browsers never
+// send to the server (so no access log holds it): fill the code field from it.
+(function () {
+  function fillCode() {
+    var match = /(?:^|[#&])code=([A-Za-z0-9]+)/.exec(window.location.hash);
+    var field = document.querySelector("[data-testid=code-form] input[name=code]");
+    if (match && field) {
+      field.value = match[1];
+      history.replaceState(null, "", window.location.pathname + window.location.search);
+    }
+  }
+  document.addEventListener("DOMContentLoaded", fillCode);
+  window.addEventListener("hashchange", fillCode);
+})();

@@ -48,15 +48,47 @@ def browser() -> Iterator[Any]:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
+# Every page reports Content-Security-Policy violations as a console error with this prefix
+# (Chromium also logs its own "Refused to ..." line naming the policy); both are collected.
+_REPORT_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (e) => {
+  console.error("CSP violation: " + e.violatedDirective + " blocked " + (e.blockedURI || "inline")
+                + " on " + e.documentURI + " (from " + (e.sourceFile || "the page") + ":"
+                + e.lineNumber + ")");
+});
+"""
+
+
+class CSPViolations(list[str]):
+    """Console lines about CSP violations seen by the current test's browser tab."""
+
+    def on_console(self, message: Any) -> None:
+        text = message.text
+        if message.type == "error" and (
+            text.startswith("CSP violation:") or "Content Security Policy" in text
+        ):
+            self.append(text)
+
+
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
+def csp_violations() -> CSPViolations:
+    return CSPViolations()
+
+
+@pytest.fixture
+def page(browser: Any, csp_violations: CSPViolations) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1360, "height": 900}, accept_downloads=True)
     context.set_default_timeout(15_000)
+    context.add_init_script(_REPORT_VIOLATIONS)
     tab = context.new_page()
+    tab.on("console", csp_violations.on_console)
     try:
         yield tab
     finally:
         context.close()
+    # Any browser test fails when a page broke the Content-Security-Policy.
+    if csp_violations:
+        pytest.fail("Content-Security-Policy violations:\n" + "\n".join(csp_violations))
 
 
 class Shots:

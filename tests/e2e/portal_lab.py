@@ -111,8 +111,12 @@ class Portal:
         """Start daphne; returns the unix time at which it accepts connections."""
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
-        daphne = Path(sys.executable).with_name("daphne")
-        args = [str(daphne), "-u", str(self.socket_path), "firezone_site.asgi:application"]
+        from firezone_site.webserver import DAPHNE_OPTIONS  # the options `manage.py serve` uses
+
+        args = [
+            sys.executable, "-m", "firezone_site.webserver", "-u", str(self.socket_path),
+            *DAPHNE_OPTIONS, "firezone_site.asgi:application",
+        ]  # fmt: skip
         self.starts += 1
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(

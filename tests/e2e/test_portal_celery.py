@@ -207,10 +207,15 @@ def test_the_beat_expiry_job_revokes_an_expired_flow_and_the_agent_gets_reject_a
     assert expiring.revoke_reason == "expired"
     assert expiring.revoked_at is not None
     revoked_at = expiring.revoked_at.timestamp()
-    assert re.search(
-        r"Task gateways\.expire_authorizations\[[0-9a-f-]+\] succeeded in \S+s: 1\b",
-        celery.worker_log(),
-    ), celery.logs()
+    # The revocation is pushed on commit, inside the task: the worker logs "succeeded" only after
+    # the task returns, which can be a moment after the agent already saw reject_access.
+    succeeded = re.compile(
+        r"Task gateways\.expire_authorizations\[[0-9a-f-]+\] succeeded in \S+s: 1\b"
+    )
+    try:
+        wait_for(lambda: succeeded.search(celery.worker_log()), timeout=5, what="task succeeded")
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}\n{celery.logs()}") from exc
     assert "Sending due task expire-authorizations" in celery.beat_log()
 
     (reject,) = _rejections(gw, str(expiring.pk))

@@ -16,6 +16,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from firezone_site.webserver import DAPHNE_OPTIONS
+
 
 class Command(BaseCommand):
     help = "Serve HTTP + websockets through daphne together with a Celery worker and beat."
@@ -24,6 +26,12 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--no-worker", action="store_true")
+        parser.add_argument(
+            "--proxy-headers",
+            action="store_true",
+            help="take the client address from X-Forwarded-For (only behind a reverse proxy that "
+            "overwrites it; docs/deploy.md)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         py = sys.executable
@@ -32,14 +40,13 @@ class Command(BaseCommand):
             "web": [
                 py,
                 "-m",
-                "daphne",
+                "firezone_site.webserver",  # daphne, closing oversized frames with 1009
                 "-b",
                 options["host"],
                 "-p",
                 str(options["port"]),
-                # Agents reconnect anyway, but there is no reason to cut healthy sockets daily.
-                "--websocket_timeout",
-                "-1",
+                *DAPHNE_OPTIONS,
+                *(["--proxy-headers"] if options["proxy_headers"] else []),
                 "firezone_site.asgi:application",
             ],
         }

@@ -81,6 +81,13 @@ def populate(account: Account) -> dict[str, Any]:
     make_authorization(member, resource, policy, device, gateway=gateway)
     robot = accounts.create_actor(account, email="", name="CI", type=Actor.Type.SERVICE_ACCOUNT)
     accounts.create_token(account, kind=Token.Kind.API, actor=robot, name="ci")
+    # Sign-in rows: an emailed code and an approved headless-client sign-in.
+    from accounts.signin import services as signin
+
+    email = accounts.create_auth_provider(account, name="Email code", kind="email")
+    signin.request_email_code(email, member.email, base_url="http://portal.test")
+    start = signin.start_device_authorization(client_name="laptop")
+    signin.decide_device_authorization(start.user_code, member, None, approve=True)
     return {"site": site, "issued": issued, "gateway": gateway, "policy": policy}
 
 

@@ -97,9 +97,7 @@ def test_make_run_serves_admin_and_is_ready_on_the_embedded_default(embedded_por
     status, body = _get(base + "/readyz")
     assert status == 200, body
     checks = json.loads(body)["checks"]
-    assert checks["database"]["vendor"] == "sqlite"
-    assert checks["channel_layer"]["backend"] == "DatabaseChannelLayer"
-    assert checks["broker"]["transport"] == "filesystem"
+    assert checks == {"database": "ok", "channel_layer": "ok", "broker": "ok"}
     status, body = _get(base + "/django-admin/login/")
     assert status == 200 and "csrfmiddlewaretoken" in body
 

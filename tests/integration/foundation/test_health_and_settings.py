@@ -22,10 +22,10 @@ def test_readyz_reports_database_channel_layer_and_broker() -> None:
     response = Client().get("/readyz")
     body = response.json()
     assert response.status_code == 200, body
-    assert set(body["checks"]) == {"database", "channel_layer", "broker"}
-    assert body["checks"]["database"]["vendor"] == "postgresql"
-    assert body["checks"]["channel_layer"]["backend"] == "RedisChannelLayer"
-    assert all(check["ok"] for check in body["checks"].values())
+    assert body == {
+        "status": "ok",
+        "checks": {"database": "ok", "channel_layer": "ok", "broker": "ok"},
+    }
 
 
 @pytest.mark.django_db
@@ -47,9 +47,11 @@ def test_readyz_is_503_and_names_the_broken_part() -> None:
             channel_layers.backends.clear()
     body = response.json()
     assert response.status_code == 503
-    assert body["checks"]["channel_layer"]["ok"] is False
-    assert body["checks"]["channel_layer"]["error"]
-    assert body["checks"]["database"]["ok"] is True
+    # Names and ok/fail only: no exception text for an anonymous caller.
+    assert body == {
+        "status": "unavailable",
+        "checks": {"database": "ok", "channel_layer": "fail", "broker": "ok"},
+    }
 
 
 def _start_django(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -79,6 +81,8 @@ def _start_django(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         ({"REDIS_URL": "http://nope", "SECRET_KEY": "x" * 40}, "REDIS_URL"),
         ({"SECRET_KEY": "short"}, "SECRET_KEY"),
         ({"DEBUG": "maybe"}, "DEBUG"),
+        ({"FZ_MAX_GATEWAYS_PER_SITE": "0"}, "FZ_MAX_GATEWAYS_PER_SITE"),
+        ({"FZ_GATEWAY_RETENTION_DAYS": "a month"}, "FZ_GATEWAY_RETENTION_DAYS"),
     ],
 )
 def test_misconfiguration_fails_at_start_naming_what_to_set(

@@ -308,9 +308,11 @@ def test_backoff_grows_exponentially_with_jitter_and_caps_at_60_s() -> None:
         (p.CloseCode.REPLACED, False),
         (p.CloseCode.INCOMPATIBLE_VERSION, False),
         (p.CloseCode.GATEWAY_REMOVED, False),
+        (p.CloseCode.TOO_MANY_GATEWAYS, False),
         (p.CloseCode.HEARTBEAT_TIMEOUT, True),
         (p.CloseCode.ACCOUNT_DISABLED, True),
         (1001, True),
+        (1009, True),  # a frame over MAX_FRAME_BYTES: reconnect (the agent never sends one)
         (1011, True),
         (None, True),
     ],

@@ -209,6 +209,8 @@ def test_internet_resource_has_no_address() -> None:
             r"gateways\[0\]\.endpoint",
         ),
         ('endpoint = "gw.example.com:51820"', 'endpoint = "gw:0"', r"gateways\[0\]\.endpoint"),
+        # Found by fuzzing: a non-ASCII digit passed isdigit() and crashed int() (ValueError).
+        ('endpoint = "gw.example.com:51820"', 'endpoint = "gw:\u00b2"', r"gateways\[0\]\.endpoint"),
         ('endpoint = "gw.example.com:51820"', "", r"gateways\[0\]\.endpoint: missing"),
         ('"192.168.1.5"', '"192.168.1.500"', r"gateways\[0\]\.resources\[1\]"),
         ('"192.168.1.5"', "5", r"gateways\[0\]\.resources\[1\]: must be a string"),

@@ -24,7 +24,7 @@ from agents.net.filter import (
     Verdict,
     is_public,
 )
-from agents.net.packet import PROTO_TCP, PROTO_UDP
+from agents.net.packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
 
 ALICE = b"A" * 32
 BOB = b"B" * 32
@@ -244,6 +244,54 @@ def test_non_first_fragments_follow_the_protocol_only(fw: Firewall) -> None:
     assert fw.decide_outbound(ALICE, frag_udp, NOW) is REJECT
 
 
+def _v6_fragment(src: str, dst: str, next_header: int, offset: int = 100) -> bytes:
+    """An IPv6 non-first fragment (fragment header at `offset` 8-octet units) of `next_header`."""
+    frag_header = struct.pack("!BBHI", next_header, 0, offset << 3, 7)
+    return build.ip_packet(
+        src, dst, next_header, b"\x00" * 16, ext_headers=frag_header, first_next_header=44
+    )
+
+
+ICMP_ONLY_BOTH_FAMILIES = ("10.0.0.0/24", "2001:db8::/64")
+
+
+def test_wrong_family_icmp_fragments_are_rejected_outbound(fw: Firewall) -> None:
+    # Issue 19: an icmp filter allows ICMP in IPv4 and ICMPv6 in IPv6, never the other family's
+    # protocol number; a non-first fragment must not be let through on that number.
+    fw.allow(ALICE, "a", rule(networks=ICMP_ONLY_BOTH_FAMILIES, filters=(Filter("icmp"),)), None)
+    v4_icmpv6 = build.ip_packet(A4, WEB, PROTO_ICMPV6, b"\x00" * 16, frag_offset=100)
+    v6_icmpv4 = _v6_fragment(A6, "2001:db8::1", PROTO_ICMP)
+    assert fw.decide_outbound(ALICE, v4_icmpv6, NOW) is REJECT
+    assert fw.decide_outbound(ALICE, v6_icmpv4, NOW) is REJECT
+    # The same-family fragments still pass (their first fragment carried the checked header).
+    v4_icmp = build.ip_packet(A4, WEB, PROTO_ICMP, b"\x00" * 16, frag_offset=100)
+    v6_icmpv6 = _v6_fragment(A6, "2001:db8::1", PROTO_ICMPV6)
+    assert fw.decide_outbound(ALICE, v4_icmp, NOW) is FORWARD
+    assert fw.decide_outbound(ALICE, v6_icmpv6, NOW) is FORWARD
+    # Internet resources compile the same way.
+    internet_icmp = rule(rid="inet", kind="internet", networks=(), filters=(Filter("icmp"),))
+    fw.allow(BOB, "i", internet_icmp, None)
+    assert (
+        fw.decide_outbound(
+            BOB, build.ip_packet(B4, "8.8.8.8", PROTO_ICMPV6, b"\x00" * 16, frag_offset=9), NOW
+        )
+        is REJECT
+    )
+    assert fw.decide_outbound(BOB, _v6_fragment(B6, "2606:4700::1", PROTO_ICMP), NOW) is REJECT
+
+
+def test_wrong_family_icmp_fragments_are_not_routed_inbound(fw: Firewall) -> None:
+    fw.allow(ALICE, "a", rule(networks=ICMP_ONLY_BOTH_FAMILIES, filters=(Filter("icmp"),)), None)
+    v4_icmpv6 = build.ip_packet(WEB, A4, PROTO_ICMPV6, b"\x00" * 16, frag_offset=100)
+    v6_icmpv4 = _v6_fragment("2001:db8::1", A6, PROTO_ICMP)
+    assert fw.route_inbound(v4_icmpv6, NOW) is None
+    assert fw.route_inbound(v6_icmpv4, NOW) is None
+    v4_icmp = build.ip_packet(WEB, A4, PROTO_ICMP, b"\x00" * 16, frag_offset=100)
+    v6_icmpv6 = _v6_fragment("2001:db8::1", A6, PROTO_ICMPV6)
+    assert fw.route_inbound(v4_icmp, NOW) == ALICE
+    assert fw.route_inbound(v6_icmpv6, NOW) == ALICE
+
+
 def test_verdicts_are_distinct() -> None:
     assert len({v.value for v in Verdict}) == len(Verdict)
 
@@ -405,6 +453,17 @@ def test_mutations_do_not_widen_access() -> None:
         data[pos] ^= 0xFF
         assert FUZZ_FW.decide_outbound(ALICE, bytes(data), NOW - 1) is not FORWARD, pos
     assert struct.unpack("!H", rejected[22:24])[0] == 22
+
+
+def test_an_icmp_error_quote_must_lie_inside_the_ip_packet(fw: Firewall) -> None:
+    # Trailing bytes after the IP total length are tolerated by the parser but are not part of
+    # the packet: a quote found only there does not route the error.
+    fw.allow(ALICE, "a", rule(), None)
+    quoted = build.udp(A4, WEB, 33434, 33435)[:28]
+    whole = build.icmp_error("192.0.2.1", A4, 11, 0, quoted)
+    assert fw.route_inbound(whole, NOW) == ALICE
+    cut = build.icmp_error("192.0.2.1", A4, 11, 0, quoted[:4])
+    assert fw.route_inbound(cut + quoted[4:], NOW) is None
 
 
 def test_errors_from_the_gateways_own_tunnel_address_reach_the_peer(fw: Firewall) -> None:

@@ -202,6 +202,22 @@ def test_it_rejects_malformed_ipv6() -> None:
     )
 
 
+def test_a_non_first_fragment_header_counts_towards_the_extension_header_limit() -> None:
+    # Eight headers are the most a chain may have, a trailing fragment header included (the
+    # reference parser found the ninth one accepted when it was a non-first fragment).
+    frag = struct.pack("!BxHI", PROTO_UDP, 100 << 3, 99)
+
+    def chain(options: int) -> bytes:
+        headers = b"".join(ext(60) for _ in range(options - 1)) + ext(44) + frag
+        return build.ip_packet(
+            C6, R6, PROTO_UDP, b"\x00" * 16, ext_headers=headers, first_next_header=60
+        )
+
+    info = parse(chain(7))
+    assert info is not None and info.fragment and info.protocol == PROTO_UDP
+    assert parse(chain(8)) is None
+
+
 def test_no_next_header_parses_without_ports() -> None:
     info = parse(build.ip_packet(C6, R6, 59, b""))
     assert info is not None and info.protocol == 59 and not info.fragment
