@@ -23,7 +23,10 @@ from accounts.directories.engine import (
 from accounts.directories.queries import PULLED
 from accounts.models import Directory, Token
 from accounts.services import IssuedToken
+from accounts.signin import crypto
 from firezone_site.errors import ValidationFailed
+
+SECRETS = ("private_key", "client_secret")
 
 
 @transaction.atomic
@@ -73,7 +76,15 @@ def update_directory(
             raise ValidationFailed({"sync_interval": "Use between 5 minutes and 7 days."})
         directory.sync_interval = sync_interval
     if config is not None:
-        directory.config = {**directory.config, **config}
+        # Credentials are encrypted at rest (the sign-in's key derivation) and never shown again.
+        merged = {**directory.config, **{k: v for k, v in config.items() if k not in SECRETS}}
+        stored = dict(directory.config.get("secrets") or {})
+        for name in SECRETS:
+            value = config.get(name)
+            if isinstance(value, str) and value:
+                stored[name] = crypto.encrypt(value)
+        merged["secrets"] = stored
+        directory.config = merged
     directory.save(update_fields=["sync_interval", "config"])
     return directory
 

@@ -9,8 +9,14 @@ from accounts.models import Directory
 
 def adapter_for(directory: Directory, *, retry: RetryPolicy | None = None) -> Adapter:
     from accounts.directories.adapters import entra, google, okta
+    from accounts.signin import crypto
 
-    config = dict(directory.config)
+    config = {k: v for k, v in directory.config.items() if k != "secrets"}
+    try:
+        for name, ciphertext in (directory.config.get("secrets") or {}).items():
+            config[name] = crypto.decrypt(str(ciphertext))
+    except crypto.SecretUnavailable as exc:
+        raise ProviderError(str(exc), status=400) from exc
     try:
         if directory.kind == Directory.Kind.GOOGLE:
             return google.GoogleAdapter(config, retry=retry)

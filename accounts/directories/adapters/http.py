@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import jwt
 
 from accounts.directories.engine import ProviderError
 
@@ -132,6 +133,10 @@ class BearerToken:
 
     def header(self) -> dict[str, str]:
         if not self._token or self._clock() >= self._expires - 60:
-            self._token, lifetime = self._fetch()
+            try:
+                self._token, lifetime = self._fetch()
+            except (jwt.PyJWTError, ValueError, KeyError, TypeError) as exc:
+                # A key that does not parse or a token answer without a token: the settings.
+                raise ProviderError(f"Could not get an access token: {exc}", status=400) from exc
             self._expires = self._clock() + lifetime
         return {"Authorization": f"Bearer {self._token}"}
