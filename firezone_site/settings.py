@@ -260,6 +260,9 @@ CELERY_BEAT_SCHEDULE: dict[str, Any] = {
         "task": "accounts.delete_expired_sign_in_codes",
         "schedule": 3600.0,
     },
+    # Each directory syncs on its own interval (Directory.sync_interval, default 2 h); this only
+    # looks for the ones that are due.
+    "schedule-directory-syncs": {"task": "accounts.schedule_directory_syncs", "schedule": 60.0},
 }
 
 REST_FRAMEWORK = {
@@ -324,6 +327,8 @@ FZ_TUNNEL_IPV4 = "100.64.0.0/11"
 FZ_TUNNEL_IPV6 = "fd00:2021:1111::/107"
 FZ_GATEWAY_PORT = 51820
 FZ_HEARTBEAT_TIMEOUT_S = float(os.environ.get("FZ_HEARTBEAT_TIMEOUT_S", "37"))
+# A directory sync renews its lease every page; a crashed worker's lease runs out after this.
+FZ_DIRECTORY_SYNC_LEASE_S = float(os.environ.get("FZ_DIRECTORY_SYNC_LEASE_S", "600"))
 
 
 def _positive_int(name: str, default: int) -> int:

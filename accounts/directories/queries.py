@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from django.db.models import F, Q
 from django.utils import timezone
@@ -15,15 +16,21 @@ from accounts.models import Account, Directory
 PULLED = (Directory.Kind.GOOGLE, Directory.Kind.OKTA, Directory.Kind.ENTRA)
 
 
-def due_directories(now: datetime | None = None) -> list[uuid.UUID]:
-    """Enabled pull directories whose interval has passed (or that never synced), not leased."""
-    now = now or timezone.now()
-    qs = (
+def _due(now: datetime) -> Any:
+    return (
         Directory.objects.filter(kind__in=PULLED, disabled_at__isnull=True)
         .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
         .filter(Q(last_synced_at__isnull=True) | Q(last_synced_at__lte=now - F("sync_interval")))
     )
-    return list(qs.values_list("pk", flat=True))
+
+
+def due_directories(now: datetime | None = None) -> list[uuid.UUID]:
+    """Enabled pull directories whose interval has passed (or that never synced), not leased."""
+    return list(_due(now or timezone.now()).values_list("pk", flat=True))
+
+
+def is_due(directory_id: uuid.UUID | str, now: datetime | None = None) -> bool:
+    return bool(_due(now or timezone.now()).filter(pk=directory_id).exists())
 
 
 def directories(account: Account) -> list[Directory]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -106,4 +107,5 @@ def sync_directory(
             return record_failure(directory, run, exc, timezone.now())
         finally:
             release(directory, owner)
-    return run_sync(directory, adapter, owner=owner)
+    lease = timedelta(seconds=settings.FZ_DIRECTORY_SYNC_LEASE_S)
+    return run_sync(directory, adapter, owner=owner, lease=lease)

@@ -508,6 +508,12 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     state: FakeState
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a killed client hangs up
+            super().handle_error(request, client_address)
+
 
 @contextmanager
 def serve(state: FakeState) -> Iterator[str]:
