@@ -22,10 +22,10 @@ from accounts.directories.engine import (
     run_sync,
 )
 from accounts.directories.queries import PULLED
-from accounts.models import Directory, Token
+from accounts.models import Account, Directory, Token
 from accounts.services import IssuedToken
 from accounts.signin import crypto
-from firezone_site.errors import ValidationFailed
+from firezone_site.errors import ValidationFailed, clean_name
 
 SECRETS = ("private_key", "client_secret")
 
@@ -66,12 +66,19 @@ def set_directory_enabled(directory: Directory, *, enabled: bool) -> None:
 def update_directory(
     directory: Directory,
     *,
+    name: str | None = None,
     sync_interval: timedelta | None = None,
     config: dict[str, object] | None = None,
 ) -> Directory:
     directory = Directory.objects.select_for_update().get(
         pk=directory.pk, account_id=directory.account_id
     )
+    if name is not None:
+        name = clean_name(name)
+        taken = Directory.objects.for_account(directory.account_id).filter(name=name)
+        if taken.exclude(pk=directory.pk).exists():
+            raise ValidationFailed({"name": "A directory with this name already exists."})
+        directory.name = name
     if sync_interval is not None:
         if not timedelta(minutes=5) <= sync_interval <= timedelta(days=7):
             raise ValidationFailed({"sync_interval": "Use between 5 minutes and 7 days."})
@@ -86,7 +93,7 @@ def update_directory(
                 stored[name] = crypto.encrypt(value)
         merged["secrets"] = stored
         directory.config = merged
-    directory.save(update_fields=["sync_interval", "config"])
+    directory.save(update_fields=["name", "sync_interval", "config"])
     return directory
 
 
@@ -109,3 +116,28 @@ def sync_directory(
             release(directory, owner)
     lease = timedelta(seconds=settings.FZ_DIRECTORY_SYNC_LEASE_S)
     return run_sync(directory, adapter, owner=owner, lease=lease)
+
+
+@transaction.atomic
+def create_directory(
+    account: Account,
+    *,
+    name: str,
+    kind: str,
+    sync_interval: timedelta = timedelta(hours=2),
+    config: dict[str, object] | None = None,
+) -> Directory:
+    directory = services.create_directory(account, name=name, kind=kind)
+    return update_directory(directory, sync_interval=sync_interval, config=config or {})
+
+
+def request_sync(directory: Directory) -> None:
+    """ "Sync now": queue the directory's sync once the current transaction commits."""
+    from accounts import tasks
+
+    if directory.kind not in PULLED:
+        raise ValidationFailed({"kind": "SCIM directories are pushed to, not pulled."})
+    if directory.disabled_at is not None:
+        raise ValidationFailed({"disabled_at": "Enable the directory first."})
+    directory_id = str(directory.pk)
+    transaction.on_commit(lambda: tasks.sync_directory.delay(directory_id))
