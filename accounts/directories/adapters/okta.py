@@ -33,7 +33,13 @@ class OktaAdapter:
         self.client_id = str(config["client_id"])
         self.private_key = str(config["private_key"])
         self.key_id = str(config.get("key_id", ""))
-        self.page_size = int(config.get("page_size", 200))
+        # Okta's maxima: 200 users, 10,000 groups, 1,000 group members per page.
+        size = config.get("page_size")
+        self.limits = {
+            "users": int(size or 200),
+            "groups": int(size or 10000),
+            "members": int(size or 1000),
+        }
         self.issuer = self.org_url
         self.client = ProviderClient(retry=retry, error_message=_error)
         self.token = BearerToken(self._fetch_token, self.client.retry.clock)
@@ -67,18 +73,20 @@ class OktaAdapter:
         body = response.json()
         return str(body["access_token"]), float(body.get("expires_in", 3600))
 
-    def _list(self, path: str, token: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    def _list(
+        self, path: str, token: str | None, limit: int
+    ) -> tuple[list[dict[str, Any]], str | None]:
         # The resume token is Okta's own next link (its opaque ``after`` cursor included).
         url = token or f"{self.org_url}/api/v1/{path}"
         if not url.startswith(self.org_url + "/"):
             raise ValueError("a next link outside the Okta org")
-        params = None if token else {"limit": self.page_size}
+        params = None if token else {"limit": limit}
         body, response = self.client.get_json(url, params=params, headers=self.token.header())
         nxt = response.links.get("next", {}).get("url")
         return (body if isinstance(body, list) else []), nxt
 
     def users_page(self, token: str | None) -> Page[RemoteUser]:
-        items, nxt = self._list("users", token)
+        items, nxt = self._list("users", token, self.limits["users"])
         users = []
         for u in items:
             profile = u.get("profile") or {}
@@ -96,7 +104,7 @@ class OktaAdapter:
         return Page(users, nxt)
 
     def groups_page(self, token: str | None) -> Page[RemoteGroup]:
-        items, nxt = self._list("groups", token)
+        items, nxt = self._list("groups", token, self.limits["groups"])
         return Page(
             [
                 RemoteGroup(id=str(g["id"]), name=str((g.get("profile") or {}).get("name", "")))
@@ -106,5 +114,7 @@ class OktaAdapter:
         )
 
     def members_page(self, group_id: str, token: str | None) -> Page[str]:
-        items, nxt = self._list(f"groups/{quote(group_id, safe='')}/users", token)
+        items, nxt = self._list(
+            f"groups/{quote(group_id, safe='')}/users", token, self.limits["members"]
+        )
         return Page([str(u["id"]) for u in items], nxt)

@@ -25,7 +25,14 @@ from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 import jwt
 
 ACCESS_TOKEN = "fake-access-token"
-MAX_PAGE = {"google": 500, "google_groups": 200, "okta": 200, "graph": 999}
+MAX_PAGE = {
+    "google": 500,
+    "google_groups": 200,
+    "okta": 200,
+    "okta_groups": 10000,
+    "okta_members": 1000,
+    "graph": 999,
+}
 
 
 @dataclass
@@ -147,6 +154,11 @@ class _Handler(BaseHTTPRequestHandler):
         if state.delay_s:
             time.sleep(state.delay_s)
         form = self._form() if method == "POST" else {}
+        if path == "/_control/churn":  # benchmarks: change a fraction of the data in place
+            with state.lock:
+                changed = churn(state.data, float(query.get("fraction", "0.01")))
+            self._send(200, {"changed": changed})
+            return
         vendor = path.split("/")[1] if path.count("/") >= 1 else ""
         fault = state.take_fault(path)
         if fault is not None:
@@ -233,7 +245,7 @@ class _Handler(BaseHTTPRequestHandler):
         rest = parts[3:]
         size = min(int(q.get("maxResults", 100)), MAX_PAGE["google"])
         if rest == ["users"]:
-            users = sorted(data.users.items())
+            users = list(data.users.items())
             if "query" in q:
                 ou = q["query"].removeprefix("orgUnitPath='").removesuffix("'")
                 users = [(k, u) for k, u in users if u["ou"] == ou]
@@ -262,7 +274,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, body)
         elif rest == ["groups"]:
             page, nxt = _page(
-                sorted(data.groups.items()),
+                list(data.groups.items()),
                 q.get("pageToken"),
                 min(size, MAX_PAGE["google_groups"]),
             )
@@ -396,13 +408,15 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if not self._authorized("okta"):
             return
-        size = min(int(q.get("limit", 200)), MAX_PAGE["okta"])
+        limit = int(q.get("limit", 200))
+        size = min(limit, MAX_PAGE["okta"])
         parts = path.strip("/").split("/")[2:]  # after api/v1
         if parts == ["users"]:
-            items: list[Any] = sorted(data.users)
+            items: list[Any] = list(data.users)
             render = self._okta_user
         elif parts == ["groups"]:
-            items = sorted(data.groups)
+            items = list(data.groups)
+            size = min(limit, MAX_PAGE["okta_groups"])
 
             def render(gid: str) -> dict[str, Any]:
                 return {
@@ -417,6 +431,7 @@ class _Handler(BaseHTTPRequestHandler):
                 }
         elif len(parts) == 3 and parts[0] == "groups" and parts[2] == "users":
             items = list(data.members[parts[1]])
+            size = min(limit, MAX_PAGE["okta_members"])
             render = self._okta_user
         else:
             self._send(404, self._error_body("okta", 404))
@@ -469,11 +484,11 @@ class _Handler(BaseHTTPRequestHandler):
                     "userPrincipalName": u["email"],
                     "accountEnabled": u["active"],
                 }
-                for uid, u in sorted(data.users.items())
+                for uid, u in list(data.users.items())
             ]
             context = f"{base}/$metadata#users"
         elif parts == ["groups"]:
-            rows = [{"id": gid, "displayName": name} for gid, name in sorted(data.groups.items())]
+            rows = [{"id": gid, "displayName": name} for gid, name in list(data.groups.items())]
             context = f"{base}/$metadata#groups"
         elif (
             len(parts) == 4
@@ -502,6 +517,39 @@ class _Handler(BaseHTTPRequestHandler):
                 f"{base}/{'/'.join(quote(p) for p in parts)}?{urlencode(params)}"
             )
         self._send(200, body)
+
+
+def churn(data: DirectoryData, fraction: float) -> int:
+    """Rename, delete and add ``fraction`` of the users each, and move that fraction of the
+    memberships (deterministic, so runs compare)."""
+    ids = list(data.users)
+    step = max(int(1 / fraction), 1) if fraction > 0 else 0
+    if not step:
+        return 0
+    changed = 0
+    for n, uid in enumerate(ids[::step]):
+        if n % 3 == 0:
+            data.users[uid]["name"] += " (renamed)"
+        elif n % 3 == 1:
+            del data.users[uid]
+            for members in data.members.values():
+                if uid in members:
+                    members.remove(uid)
+        else:
+            data.user(f"{uid}-new", f"new-{data.users[uid]['email']}", "New Person")
+        changed += 1
+    groups = list(data.members)
+    for n, gid in enumerate(groups[::step]):
+        members = data.members[gid]
+        if members:
+            members.pop()
+        joiner = ids[(n * 7919) % len(ids)]
+        if joiner in data.users and joiner not in members:
+            members.append(joiner)
+            (n * 7919) % len(ids)
+        ] in data.users else None
+        changed += 1
+    return changed
 
 
 class _Server(ThreadingHTTPServer):
