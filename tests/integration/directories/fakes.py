@@ -546,8 +546,6 @@ def churn(data: DirectoryData, fraction: float) -> int:
         joiner = ids[(n * 7919) % len(ids)]
         if joiner in data.users and joiner not in members:
             members.append(joiner)
-            (n * 7919) % len(ids)
-        ] in data.users else None
         changed += 1
     return changed
 
