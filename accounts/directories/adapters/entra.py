@@ -25,6 +25,8 @@ def _error(response: httpx.Response) -> str:
 
 
 class EntraAdapter:
+    concurrency = 8  # member pages fetched ahead by the engine (httpx.Client is thread-safe)
+
     def __init__(self, config: dict[str, Any], *, retry: RetryPolicy | None = None) -> None:
         self.tenant = str(config["tenant_id"])
         self.client_id = str(config["client_id"])

@@ -47,6 +47,8 @@ def _throttled(response: httpx.Response) -> bool:
 
 
 class GoogleAdapter:
+    concurrency = 8  # member pages fetched ahead by the engine (httpx.Client is thread-safe)
+
     issuer = "https://accounts.google.com"
 
     def __init__(self, config: dict[str, Any], *, retry: RetryPolicy | None = None) -> None:

@@ -28,6 +28,8 @@ def _error(response: httpx.Response) -> str:
 
 
 class OktaAdapter:
+    concurrency = 8  # member pages fetched ahead by the engine (httpx.Client is thread-safe)
+
     def __init__(self, config: dict[str, Any], *, retry: RetryPolicy | None = None) -> None:
         self.org_url = str(config["org_url"]).rstrip("/")
         self.client_id = str(config["client_id"])

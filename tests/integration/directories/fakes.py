@@ -113,6 +113,10 @@ def _page(items: list[Any], token: str | None, size: int) -> tuple[list[Any], st
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # One write per response and no Nagle: headers and body in separate small segments would
+    # meet the client's delayed ACK (40 ms a request).
+    wbufsize = 1 << 16
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
@@ -133,11 +137,6 @@ class _Handler(BaseHTTPRequestHandler):
     def _base(self) -> str:
         return f"http://{self.headers.get('Host')}"
 
-    def _form(self) -> dict[str, str]:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length).decode() if length else ""
-        return {k: v[-1] for k, v in parse_qs(raw).items()}
-
     def do_POST(self) -> None:
         self._dispatch("POST")
 
@@ -153,7 +152,13 @@ class _Handler(BaseHTTPRequestHandler):
             state.log.append((time.monotonic(), method, path))
         if state.delay_s:
             time.sleep(state.delay_s)
-        form = self._form() if method == "POST" else {}
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length).decode() if length else ""
+        form = {k: v[-1] for k, v in parse_qs(raw).items()}
+        if path == "/_control/okta_key":  # benchmarks: the key the client assertion is signed with
+            state.okta_public_key = raw
+            self._send(200, {})
+            return
         if path == "/_control/churn":  # benchmarks: change a fraction of the data in place
             with state.lock:
                 changed = churn(state.data, float(query.get("fraction", "0.01")))
