@@ -230,6 +230,11 @@ class Group(AccountScoped):
     def is_managed(self) -> bool:
         return self.kind == Group.Kind.MANAGED
 
+    @property
+    def is_read_only(self) -> bool:
+        """Managed (Everyone) or kept by a directory: no edits by hand."""
+        return self.kind in (Group.Kind.MANAGED, Group.Kind.SYNCED)
+
 
 class Membership(AccountScoped):
     group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="memberships")

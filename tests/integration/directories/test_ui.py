@@ -135,3 +135,20 @@ def test_members_and_other_accounts_cannot_reach_directories(
     directory.refresh_from_db()
     assert directory.disabled_at is None
     assert "Acme Workspace" not in other.get("/directories/").content.decode()
+
+
+def test_a_synced_group_page_offers_no_edits(alice_client: Client, acme: Account) -> None:
+    directory = services.create_directory(acme, name="Okta", kind="okta")
+    idp = MemoryDirectory()
+    idp.user("u1", "ann@acme.test", "Ann")
+    idp.group("g1", "Eng", "u1")
+    run_sync(directory, idp)
+    from accounts.models import Group
+
+    group = Group.objects.get(directory=directory)
+    page = alice_client.get(f"/groups/{group.pk}/").content.decode()
+    assert "ann@acme.test" in page and "synced" in page
+    assert 'data-testid="add-member"' not in page and "/delete/" not in page
+    assert "Sales" not in page
+    static = services.create_group(acme, name="Static one")
+    assert 'data-testid="add-member"' in alice_client.get(f"/groups/{static.pk}/").content.decode()
