@@ -48,6 +48,7 @@ class AuthProviderAdmin(ReadOnlyAdmin[AuthProvider]):
 @admin.register(Directory)
 class DirectoryAdmin(ReadOnlyAdmin[Directory]):
     list_display = ("name", "kind", "account", "last_synced_at", "disabled_at")
+    exclude = ("config",)  # holds the provider credentials (encrypted, but not for show)
     search_fields = ("name", "last_error")
     list_filter = ("kind", "account")
     list_select_related = ("account",)
@@ -88,4 +89,5 @@ class TokenAdmin(ReadOnlyAdmin[Token]):
     readonly_fields = ("last_used_at", "last_used_ip", "replaced_by", "grace_until")
 
 
+import accounts.directories.admin  # noqa: E402  (registers the sync runs)
 import accounts.signin.admin  # noqa: E402, F401  (registers the sign-in models)

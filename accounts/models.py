@@ -68,6 +68,10 @@ class Actor(AccountScoped):
                 condition=~Q(email=""),
                 name="actor_email_unique_per_account",
             ),
+            # Not partial, so that a bulk upsert can name it (ON CONFLICT); NULLs are distinct.
+            models.UniqueConstraint(
+                fields=["directory", "provider_id"], name="actor_provider_id_unique"
+            ),
         ]
         indexes = [models.Index(fields=["account", "name"])]
 
@@ -133,6 +137,16 @@ class Directory(AccountScoped):
     last_synced_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True, default="")
     disabled_at = models.DateTimeField(null=True, blank=True)
+    # Pull sync (accounts.directories): every sync_interval; a run holds the lease until
+    # lease_until (renewed per page), so a crashed worker's lease simply runs out.
+    sync_interval = models.DurationField(default=timedelta(hours=2))
+    sync_generation = models.PositiveIntegerField(default=0)
+    lease_owner = models.CharField(max_length=64, blank=True, default="")
+    lease_until = models.DateTimeField(null=True, blank=True)
+    failing_since = models.DateTimeField(null=True, blank=True)
+    scim_token = models.OneToOneField(
+        "accounts.Token", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     objects = AccountManager["Directory"]()
 
@@ -155,6 +169,11 @@ class Identity(AccountScoped):
     subject = models.CharField(max_length=255)
     email = models.EmailField(max_length=254, blank=True, default="")
     claims = models.JSONField(default=dict, blank=True)
+    # Set for identities a directory keeps (sync or SCIM): the run that last saw them.
+    directory = models.ForeignKey(
+        Directory, null=True, blank=True, on_delete=models.CASCADE, related_name="identities"
+    )
+    sync_generation = models.PositiveIntegerField(null=True, blank=True)
 
     objects = AccountManager["Identity"]()
 
@@ -176,6 +195,7 @@ class Group(AccountScoped):
     class Kind(models.TextChoices):
         MANAGED = "managed", "Managed"
         STATIC = "static", "Static"
+        SYNCED = "synced", "Synced from a directory"
 
     name = models.CharField(max_length=255)
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.STATIC)
@@ -184,12 +204,23 @@ class Group(AccountScoped):
         Directory, null=True, blank=True, on_delete=models.SET_NULL, related_name="groups"
     )
     members = models.ManyToManyField(Actor, through="Membership", related_name="groups")
+    sync_generation = models.PositiveIntegerField(null=True, blank=True)
+    scim = models.JSONField(default=dict, blank=True)  # the SCIM resource, for SCIM directories
 
     objects = AccountManager["Group"]()
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["account", "name"], name="group_name_unique"),
+            # Names are the admin's handle on hand-made groups; a directory's groups are named by
+            # the directory (two of them may both have an "Engineering").
+            models.UniqueConstraint(
+                fields=["account", "name"],
+                condition=Q(directory__isnull=True),
+                name="group_name_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["directory", "provider_id"], name="group_provider_id_unique"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -199,10 +230,16 @@ class Group(AccountScoped):
     def is_managed(self) -> bool:
         return self.kind == Group.Kind.MANAGED
 
+    @property
+    def is_read_only(self) -> bool:
+        """Managed (Everyone) or kept by a directory: no edits by hand."""
+        return self.kind in (Group.Kind.MANAGED, Group.Kind.SYNCED)
+
 
 class Membership(AccountScoped):
     group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="memberships")
     actor = models.ForeignKey(Actor, on_delete=models.CASCADE, related_name="memberships")
+    sync_generation = models.PositiveIntegerField(null=True, blank=True)
 
     objects = AccountManager["Membership"]()
 
@@ -228,6 +265,7 @@ class Token(AccountScoped):
         CLIENT = "client", "Client session"
         API = "api", "API"
         SIGN_IN = "sign_in", "One-time sign-in code"
+        SCIM = "scim", "SCIM bearer token"
 
     kind = models.CharField(max_length=20, choices=Kind.choices)
     name = models.CharField(max_length=255, blank=True, default="")
@@ -258,5 +296,6 @@ class Token(AccountScoped):
         return f"{self.kind} token {self.name or self.pk}"
 
 
-# Registers the sign-in models with the app (they live in accounts.signin).
+# Registers the models of the sign-in (accounts.signin) and directory sync (accounts.directories).
+from accounts.directories.models import SyncRun  # noqa: E402, F401
 from accounts.signin.models import DeviceAuthorization, SignInCode  # noqa: E402, F401

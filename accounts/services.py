@@ -39,6 +39,7 @@ TOKEN_PREFIX = {
     Token.Kind.CLIENT: "fzc",
     Token.Kind.API: "fza",
     Token.Kind.SIGN_IN: "fzs",
+    Token.Kind.SCIM: "fzd",
 }
 
 _CONSTRAINTS = {
@@ -348,7 +349,7 @@ def delete_actor(actor: Actor) -> None:
 @transaction.atomic
 def create_group(account: Account, *, name: str) -> Group:
     name = clean_name(name)
-    if Group.objects.for_account(account).filter(name=name).exists():
+    if Group.objects.for_account(account).filter(name=name, directory__isnull=True).exists():
         raise ValidationFailed({"name": "A group with this name already exists."})
     with integrity_errors_as_validation(_CONSTRAINTS):
         return Group.objects.create(account=account, name=name, kind=Group.Kind.STATIC)
@@ -357,13 +358,19 @@ def create_group(account: Account, *, name: str) -> Group:
 def _check_static(group: Group) -> None:
     if group.is_managed:
         raise PermissionDenied(f"The {group.name} group is managed: it cannot be changed by hand.")
+    if group.kind == Group.Kind.SYNCED:
+        raise PermissionDenied(f"The {group.name} group is kept by its directory: change it there.")
 
 
 @transaction.atomic
 def rename_group(group: Group, *, name: str) -> Group:
     _check_static(group)
     name = clean_name(name)
-    taken = Group.objects.for_account(group.account_id).filter(name=name).exclude(pk=group.pk)
+    taken = (
+        Group.objects.for_account(group.account_id)
+        .filter(name=name, directory__isnull=True)
+        .exclude(pk=group.pk)
+    )
     if taken.exists():
         raise ValidationFailed({"name": "A group with this name already exists."})
     group.name = name

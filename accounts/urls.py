@@ -3,6 +3,8 @@
 from django.urls import path
 
 from accounts import views
+from accounts.directories import scim
+from accounts.directories import views as directory_views
 from accounts.signin import views as signin_views
 
 urlpatterns = [
@@ -28,5 +30,16 @@ urlpatterns = [
     path("actors/<str:pk>/enable/", views.actor_enable, name="actor_enable"),
     path("actors/<str:pk>/delete/", views.actor_delete, name="actor_delete"),
     path("settings/", views.settings_page, name="settings"),
+    path("directories/", directory_views.directory_list, name="directory_list"),
+    path("directories/new/", directory_views.directory_new, name="directory_new"),
+    path("directories/<str:pk>/", directory_views.directory_detail, name="directory_detail"),
+    path("directories/<str:pk>/edit/", directory_views.directory_edit, name="directory_edit"),
+    path(
+        "directories/<str:pk>/<slug:action>/",
+        directory_views.directory_action,
+        name="directory_action",
+    ),
+    path("scim/v2/<uuid:directory_id>", scim.scim_view, name="scim_root"),
+    path("scim/v2/<uuid:directory_id>/<path:path>", scim.scim_view, name="scim"),
     path("settings/tokens/<str:pk>/revoke/", views.token_revoke, name="token_revoke"),
 ]

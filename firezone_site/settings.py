@@ -271,6 +271,9 @@ CELERY_BEAT_SCHEDULE: dict[str, Any] = {
         "task": "accounts.delete_expired_sign_in_codes",
         "schedule": 3600.0,
     },
+    # Each directory syncs on its own interval (Directory.sync_interval, default 2 h); this only
+    # looks for the ones that are due.
+    "schedule-directory-syncs": {"task": "accounts.schedule_directory_syncs", "schedule": 60.0},
 }
 
 # The REST API (/api/v1/): bearer API tokens only, JSON only, RFC 9457 problems for every error.
@@ -378,6 +381,8 @@ FZ_AUTHORIZATION_ACK_TIMEOUT_S = float(os.environ.get("FZ_AUTHORIZATION_ACK_TIME
 FZ_TRUSTED_PROXIES = [
     p.strip() for p in os.environ.get("FZ_TRUSTED_PROXIES", "").split(",") if p.strip()
 ]
+# A directory sync renews its lease every page; a crashed worker's lease runs out after this.
+FZ_DIRECTORY_SYNC_LEASE_S = float(os.environ.get("FZ_DIRECTORY_SYNC_LEASE_S", "600"))
 
 
 def _positive_int(name: str, default: int) -> int:

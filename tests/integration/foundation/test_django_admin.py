@@ -88,6 +88,23 @@ def populate(account: Account) -> dict[str, Any]:
     signin.request_email_code(email, member.email, base_url="http://portal.test")
     start = signin.start_device_authorization(client_name="laptop")
     signin.decide_device_authorization(start.user_code, member, None, approve=True)
+    # A directory sync run (accounts.directories).
+    from accounts.directories import engine as directory_engine
+
+    class OnePerson:
+        issuer = "https://idp.example.test"
+
+        def users_page(self, token: str | None) -> Any:
+            return directory_engine.Page([directory_engine.RemoteUser("p1", "p1@x.test", "P")])
+
+        def groups_page(self, token: str | None) -> Any:
+            return directory_engine.Page([directory_engine.RemoteGroup("g1", "Synced")])
+
+        def members_page(self, group_id: str, token: str | None) -> Any:
+            return directory_engine.Page(["p1"])
+
+    synced = accounts.create_directory(account, name="IdP", kind="okta")
+    directory_engine.run_sync(synced, OnePerson())
     return {"site": site, "issued": issued, "gateway": gateway, "policy": policy}
 
 

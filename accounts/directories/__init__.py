@@ -1,0 +1,1 @@
+"""Directory sync (Google Workspace, Okta, Entra ID pull adapters) and the SCIM 2.0 server."""
