@@ -347,6 +347,11 @@ class Device:
         peer = self._peers.get(public_key)
         return peer.last_handshake if peer is not None else None
 
+    def peer_handshake_started(self, public_key: bytes) -> float | None:
+        """`now` when the handshake attempt in progress began (None: none in progress)."""
+        peer = self._peers.get(public_key)
+        return peer.handshake_started if peer is not None else None
+
     def peer_has_session(self, public_key: bytes, now: float) -> bool:
         """True if a packet for the peer would be sent at once rather than queued."""
         peer = self._peers.get(public_key)
