@@ -274,7 +274,7 @@ class ClientState:
             if exp is not None and exp <= now:
                 del self.flows[rid]
                 fx.notes.append("authorization expired")
-        for key, gw in list(self._installed.items()):
+        for key in list(self._installed):
             started = handshake_started(key)
             if started is not None and now - started >= HANDSHAKE_FAILOVER_S:
                 for rid, flow in list(self.flows.items()):
