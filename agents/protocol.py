@@ -41,15 +41,23 @@ from typing import Any, ClassVar, Final, Literal, TypeAlias, get_args
 from agents.net.filter import Filter, PortRange
 
 __all__ = [
+    "AUTHORIZATION_ACK_TIMEOUT_S",
     "HEARTBEAT_INTERVAL_S",
     "PROTOCOL_VERSION",
     "SUPPORTED_PROTOCOL_VERSIONS",
     "AddStaticPeer",
     "Authorization",
     "AuthorizationAck",
+    "AuthorizationCreated",
+    "AuthorizationCreationFailed",
+    "AuthorizationRevoked",
+    "ClientInit",
+    "ClientMessage",
+    "ClientResource",
     "CloseCode",
     "CreateAuthorization",
     "Error",
+    "FailureReason",
     "Filter",
     "GatewayMessage",
     "Heartbeat",
@@ -58,17 +66,22 @@ __all__ = [
     "Message",
     "PortRange",
     "PortalMessage",
+    "PortalToClientMessage",
     "ProtocolError",
     "RejectAccess",
     "Relay",
     "RemoveStaticPeer",
+    "RequestAuthorization",
     "Resource",
+    "ResourceCreatedOrUpdated",
+    "ResourceDeleted",
     "ResourceUpdated",
     "StaticPeer",
     "TokenRotated",
     "dump",
     "parse_message",
     "valid_public_key",
+    "versions_compatible",
 ]
 
 #: The protocol version this module speaks (query parameter ``protocol``).
@@ -95,6 +108,7 @@ class CloseCode(IntEnum):
     HEARTBEAT_TIMEOUT = 4006  # nothing received for HEARTBEAT_TIMEOUT_S
     GATEWAY_REMOVED = 4007  # the gateway or its site was deleted by an admin
     TOO_MANY_GATEWAYS = 4008  # a new external id, but the site has its maximum of gateways
+    DEVICE_DISABLED = 4009  # client protocol: the client device was disabled or deleted
 
     @property
     def retry(self) -> bool:
@@ -642,6 +656,347 @@ class Error:
         return out
 
 
+# --- client protocol v1 (portal <-> client, /client/websocket) ------------------------------------
+#
+# Same framing, conventions and close codes as the gateway protocol. A client opens
+# ``GET /client/websocket?external_id=..&name=..&public_key=..&version=..&protocol=1`` with
+# ``Authorization: Bearer <client session token or service-account token>``; the portal closes with
+# a 4000-range code or sends ``init`` (:class:`ClientInit`). Parse a client's frames with
+# ``parse_message(text, sender="client")`` and the portal's frames to a client with
+# ``parse_message(text, sender="portal_to_client")``; ``dump`` serializes every message.
+
+#: Why ``request_authorization`` failed (``authorization_creation_failed.reason``).
+FailureReason: TypeAlias = Literal["not_found", "offline", "forbidden", "version_mismatch"]
+_FAILURE_REASONS: Final = frozenset(get_args(FailureReason))
+#: How long the portal waits for the gateway's ``authorization_ack`` before answering ``offline``.
+AUTHORIZATION_ACK_TIMEOUT_S: Final = 15.0
+
+
+def versions_compatible(client_version: str, gateway_version: str) -> bool:
+    """Whether a client of ``client_version`` may use a gateway of ``gateway_version``: the same
+    major version, and for 0.x the same minor version too. Unparseable versions are incompatible
+    (only ``major.minor[.patch][-suffix]`` is understood)."""
+
+    def major_minor(value: str) -> tuple[int, int] | None:
+        parts = value.strip().lstrip("v").split("-", 1)[0].split("+", 1)[0].split(".")
+        if len(parts) < 2 or not all(p.isdigit() for p in parts[:2]):
+            return None
+        return int(parts[0]), int(parts[1])
+
+    a, b = major_minor(client_version), major_minor(gateway_version)
+    if a is None or b is None or a[0] != b[0]:
+        return False
+    return a[0] > 0 or a[1] == b[1]
+
+
+@dataclass(frozen=True, slots=True)
+class ClientResource:
+    """A resource as a client sees it: what to route (``type`` + ``address``), a display ``name``,
+    the ``site_id`` whose gateways serve it and the ``filters`` (informational: gateways enforce
+    them). Conditions are not listed: they are checked when the client asks for the resource."""
+
+    id: uuid.UUID
+    type: ResourceType
+    address: str
+    name: str
+    site_id: uuid.UUID
+    address_description: str = ""
+    filters: tuple[Filter, ...] = ()
+
+    @classmethod
+    def from_json(cls, value: object, where: str = "resource") -> ClientResource:
+        data = _obj(value, where)
+        base = Resource.from_json(data, where)
+        return cls(
+            id=base.id,
+            type=base.type,
+            address=base.address,
+            name=_str(data, "name", where, max_len=255),
+            site_id=_uuid(data.get("site_id"), f"{where}.site_id"),
+            address_description=_opt_str(data, "address_description", where) or "",
+            filters=base.filters,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "type": self.type,
+            "address": self.address,
+            "name": self.name,
+            "site_id": str(self.site_id),
+            "address_description": self.address_description,
+            "filters": [_dump_filter(f) for f in self.filters],
+        }
+
+
+def _endpoint(value: object, where: str) -> str:
+    """``host:port`` (IPv6 as ``[addr]:port``)."""
+    if not isinstance(value, str) or len(value) > 300:
+        raise ProtocolError(f"{where}: expected host:port")
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ProtocolError(f"{where}: expected host:port, got {value!r}")
+    if host.startswith("[") != host.endswith("]"):
+        raise ProtocolError(f"{where}: an IPv6 host goes in brackets")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInit:
+    """First message to a client after a successful connect: its device id, tunnel addresses, and
+    the complete list of resources the actor may see (replaces what the client held)."""
+
+    TYPE: ClassVar[str] = "init"
+    client_id: uuid.UUID
+    ipv4: IPv4Address
+    ipv6: IPv6Address
+    resources: tuple[ClientResource, ...] = ()
+    relays: tuple[Relay, ...] = ()
+    heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ClientInit:
+        interval = data.get("heartbeat_interval_s", HEARTBEAT_INTERVAL_S)
+        if isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0:
+            raise ProtocolError("init.heartbeat_interval_s: expected a positive number")
+        return cls(
+            client_id=_uuid(data.get("client_id"), "init.client_id"),
+            ipv4=_ipv4(data, "ipv4", "init"),
+            ipv6=_ipv6(data, "ipv6", "init"),
+            resources=tuple(
+                ClientResource.from_json(r, f"init.resources[{i}]")
+                for i, r in enumerate(_list(data, "resources", "init", default_empty=True))
+            ),
+            relays=tuple(
+                Relay.from_json(r, f"init.relays[{i}]")
+                for i, r in enumerate(_list(data, "relays", "init", default_empty=True))
+            ),
+            heartbeat_interval_s=float(interval),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "client_id": str(self.client_id),
+            "ipv4": str(self.ipv4),
+            "ipv6": str(self.ipv6),
+            "resources": [r.to_json() for r in self.resources],
+            "relays": [r.to_json() for r in self.relays],
+            "heartbeat_interval_s": self.heartbeat_interval_s,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceCreatedOrUpdated:
+    """The actor may now see this resource, or its address/name/filters changed: replace the
+    client's copy (matched by ``id``)."""
+
+    TYPE: ClassVar[str] = "resource_created_or_updated"
+    resource: ClientResource
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ResourceCreatedOrUpdated:
+        return cls(
+            ClientResource.from_json(data.get("resource"), "resource_created_or_updated.resource")
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"resource": self.resource.to_json()}
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceDeleted:
+    """The actor may no longer see this resource: drop its routes and flows (unknown ids are
+    ignored)."""
+
+    TYPE: ClassVar[str] = "resource_deleted"
+    resource_id: uuid.UUID
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ResourceDeleted:
+        return cls(_uuid(data.get("resource_id"), "resource_deleted.resource_id"))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"resource_id": str(self.resource_id)}
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationCreated:
+    """The gateway installed the flow: set up WireGuard to ``gateway_public_key`` at one of
+    ``gateway_endpoints`` with ``preshared_key`` and send the resource's traffic through it until
+    ``expires_at`` (``None``: until revoked)."""
+
+    TYPE: ClassVar[str] = "authorization_created"
+    authorization_id: uuid.UUID
+    resource_id: uuid.UUID
+    gateway_id: uuid.UUID
+    gateway_public_key: str
+    gateway_endpoints: tuple[str, ...]
+    preshared_key: str
+    gateway_ipv4: IPv4Address
+    gateway_ipv6: IPv6Address
+    client_ipv4: IPv4Address
+    client_ipv6: IPv6Address
+    expires_at: datetime | None
+
+    def __repr__(self) -> str:  # keep the preshared key out of logs
+        return (
+            f"AuthorizationCreated(authorization_id={self.authorization_id!s}, "
+            f"resource_id={self.resource_id!s}, gateway_id={self.gateway_id!s}, "
+            f"gateway_endpoints={self.gateway_endpoints!r}, preshared_key='***', "
+            f"expires_at={self.expires_at!r})"
+        )
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AuthorizationCreated:
+        w = "authorization_created"
+        endpoints = tuple(
+            _endpoint(e, f"{w}.gateway_endpoints[{i}]")
+            for i, e in enumerate(_list(data, "gateway_endpoints", w))
+        )
+        if not endpoints:
+            raise ProtocolError(f"{w}.gateway_endpoints: at least one endpoint")
+        return cls(
+            authorization_id=_uuid(data.get("authorization_id"), f"{w}.authorization_id"),
+            resource_id=_uuid(data.get("resource_id"), f"{w}.resource_id"),
+            gateway_id=_uuid(data.get("gateway_id"), f"{w}.gateway_id"),
+            gateway_public_key=_key(data, "gateway_public_key", w),
+            gateway_endpoints=endpoints,
+            preshared_key=_key(data, "preshared_key", w),
+            gateway_ipv4=_ipv4(data, "gateway_ipv4", w),
+            gateway_ipv6=_ipv6(data, "gateway_ipv6", w),
+            client_ipv4=_ipv4(data, "client_ipv4", w),
+            client_ipv6=_ipv6(data, "client_ipv6", w),
+            expires_at=_time(data.get("expires_at"), f"{w}.expires_at"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "authorization_id": str(self.authorization_id),
+            "resource_id": str(self.resource_id),
+            "gateway_id": str(self.gateway_id),
+            "gateway_public_key": self.gateway_public_key,
+            "gateway_endpoints": list(self.gateway_endpoints),
+            "preshared_key": self.preshared_key,
+            "gateway_ipv4": str(self.gateway_ipv4),
+            "gateway_ipv6": str(self.gateway_ipv6),
+            "client_ipv4": str(self.client_ipv4),
+            "client_ipv6": str(self.client_ipv6),
+            "expires_at": _dump_time(self.expires_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationCreationFailed:
+    """``request_authorization`` for ``resource_id`` failed. ``reason``: ``not_found`` (no such
+    resource the actor may see, also for another account's ids), ``offline`` (no online gateway in
+    the site, or the gateway did not acknowledge in time), ``forbidden`` (a policy exists but its
+    conditions fail; ``violated`` names them: ``remote_ip``, ``remote_ip_location_region``,
+    ``provider_id``, ``current_utc_datetime``, ``client_verified``), ``version_mismatch`` (online
+    gateways exist, none compatible with the client's version)."""
+
+    TYPE: ClassVar[str] = "authorization_creation_failed"
+    resource_id: uuid.UUID
+    reason: FailureReason
+    violated: tuple[str, ...] = ()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AuthorizationCreationFailed:
+        w = "authorization_creation_failed"
+        reason: FailureReason = data.get("reason")  # type: ignore[assignment]
+        if reason not in _FAILURE_REASONS:
+            raise ProtocolError(
+                f"{w}.reason: expected one of not_found, offline, forbidden, version_mismatch"
+            )
+        violated: list[str] = []
+        for i, v in enumerate(_list(data, "violated", w, default_empty=True)):
+            if not isinstance(v, str) or not v or len(v) > 64:
+                raise ProtocolError(f"{w}.violated[{i}]: expected a property name")
+            violated.append(v)
+        return cls(
+            resource_id=_uuid(data.get("resource_id"), f"{w}.resource_id"),
+            reason=reason,
+            violated=tuple(violated),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "resource_id": str(self.resource_id),
+            "reason": self.reason,
+            "violated": list(self.violated),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationRevoked:
+    """The portal revoked these flows (the gateway got ``reject_access``): drop them; the client may
+    ``request_authorization`` again if the resource is still listed (another policy may allow)."""
+
+    TYPE: ClassVar[str] = "authorization_revoked"
+    authorization_ids: tuple[uuid.UUID, ...]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AuthorizationRevoked:
+        w = "authorization_revoked"
+        ids = tuple(
+            _uuid(v, f"{w}.authorization_ids[{i}]")
+            for i, v in enumerate(_list(data, "authorization_ids", w))
+        )
+        if not ids:
+            raise ProtocolError(f"{w}.authorization_ids: empty")
+        return cls(ids)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"authorization_ids": [str(i) for i in self.authorization_ids]}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestAuthorization:
+    """Client -> portal: set up a flow to ``resource_id``. ``connected_gateway_ids``: gateways the
+    client already has a WireGuard session with (preferred, so one session carries many
+    resources). Answered by ``authorization_created`` or ``authorization_creation_failed``."""
+
+    TYPE: ClassVar[str] = "request_authorization"
+    resource_id: uuid.UUID
+    connected_gateway_ids: tuple[uuid.UUID, ...] = ()
+    #: gateways the client could not reach (failover): avoided while another one is available
+    failed_gateway_ids: tuple[uuid.UUID, ...] = ()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RequestAuthorization:
+        w = "request_authorization"
+
+        def ids(key: str) -> tuple[uuid.UUID, ...]:
+            values = _list(data, key, w, default_empty=True)
+            if len(values) > 1000:
+                raise ProtocolError(f"{w}.{key}: more than 1000 ids")
+            return tuple(_uuid(v, f"{w}.{key}[{i}]") for i, v in enumerate(values))
+
+        return cls(
+            resource_id=_uuid(data.get("resource_id"), f"{w}.resource_id"),
+            connected_gateway_ids=ids("connected_gateway_ids"),
+            failed_gateway_ids=ids("failed_gateway_ids"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "resource_id": str(self.resource_id),
+            "connected_gateway_ids": [str(i) for i in self.connected_gateway_ids],
+            "failed_gateway_ids": [str(i) for i in self.failed_gateway_ids],
+        }
+
+
+PortalToClientMessage: TypeAlias = (
+    ClientInit
+    | ResourceCreatedOrUpdated
+    | ResourceDeleted
+    | AuthorizationCreated
+    | AuthorizationCreationFailed
+    | AuthorizationRevoked
+    | HeartbeatReply
+    | Error
+)
+ClientMessage: TypeAlias = RequestAuthorization | Heartbeat | Error
+
 PortalMessage: TypeAlias = (
     Init
     | CreateAuthorization
@@ -654,7 +1009,7 @@ PortalMessage: TypeAlias = (
     | Error
 )
 GatewayMessage: TypeAlias = Heartbeat | AuthorizationAck | Error
-Message: TypeAlias = PortalMessage | GatewayMessage
+Message: TypeAlias = PortalMessage | GatewayMessage | PortalToClientMessage | ClientMessage
 
 _PORTAL_TYPES: Final[dict[str, Any]] = {
     cls.TYPE: cls
@@ -674,15 +1029,33 @@ _GATEWAY_TYPES: Final[dict[str, Any]] = {
     cls.TYPE: cls for cls in (Heartbeat, AuthorizationAck, Error)
 }
 _ALL_TYPES: Final[dict[str, Any]] = {**_PORTAL_TYPES, **_GATEWAY_TYPES}
+_PORTAL_TO_CLIENT_TYPES: Final[dict[str, Any]] = {
+    cls.TYPE: cls
+    for cls in (
+        ClientInit,
+        ResourceCreatedOrUpdated,
+        ResourceDeleted,
+        AuthorizationCreated,
+        AuthorizationCreationFailed,
+        AuthorizationRevoked,
+        HeartbeatReply,
+        Error,
+    )
+}
+_CLIENT_TYPES: Final[dict[str, Any]] = {
+    cls.TYPE: cls for cls in (RequestAuthorization, Heartbeat, Error)
+}
+Sender: TypeAlias = Literal["portal", "gateway", "client", "portal_to_client"]
 
 #: Largest frame either side accepts (init with thousands of peers fits comfortably).
 MAX_FRAME_BYTES: Final = 8 * 1024 * 1024
 
 
-def parse_message(
-    text: str | bytes, *, sender: Literal["portal", "gateway"] | None = None
-) -> Message:
-    """Parse one frame. ``sender`` restricts the accepted types to what that side may send.
+def parse_message(text: str | bytes, *, sender: Sender | None = None) -> Message:
+    """Parse one frame. ``sender`` restricts the accepted types to what that side may send:
+    ``"portal"`` (portal -> gateway), ``"gateway"``, ``"client"`` (client -> portal) or
+    ``"portal_to_client"``. ``None`` accepts the gateway protocol's types only (the client
+    protocol's ``init`` differs from the gateway's).
 
     Raises :class:`ProtocolError` (never anything else) with a reason naming the bad field.
     """
@@ -699,12 +1072,16 @@ def parse_message(
     mtype = data.get("type")
     if not isinstance(mtype, str):
         raise ProtocolError("type: missing")
-    table = (
-        _ALL_TYPES if sender is None else (_PORTAL_TYPES if sender == "portal" else _GATEWAY_TYPES)
-    )
+    table = {
+        None: _ALL_TYPES,
+        "portal": _PORTAL_TYPES,
+        "gateway": _GATEWAY_TYPES,
+        "client": _CLIENT_TYPES,
+        "portal_to_client": _PORTAL_TO_CLIENT_TYPES,
+    }[sender]
     cls = table.get(mtype)
     if cls is None:
-        who = f" from the {sender}" if sender else ""
+        who = f" from the {sender.replace('_to_', ' to the ')}" if sender else ""
         raise ProtocolError(f"type: unknown message type {mtype!r}{who}")
     try:
         message: Message = cls.from_json(data)
