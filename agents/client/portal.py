@@ -189,12 +189,16 @@ def _prohibited_dst(packet: bytes) -> IPv4Address | IPv6Address | None:
     if info is None or info.fragment:
         return None
     off = info.l4_offset
-    if info.version == 4 and info.protocol == PROTO_ICMP:
-        if len(packet) >= off + 28 and packet[off] == 3 and packet[off + 1] == 13:
+    if info.protocol == PROTO_ICMP and len(packet) >= off + 28:
+        if packet[off] == 3 and packet[off + 1] == 13:
             return IPv4Address(packet[off + 24 : off + 28])
-    elif info.version == 6 and info.protocol == PROTO_ICMPV6:
-        if len(packet) >= off + 48 and packet[off] == 1 and packet[off + 1] == 1:
-            return IPv6Address(packet[off + 32 : off + 48])
+    elif (
+        info.protocol == PROTO_ICMPV6
+        and len(packet) >= off + 48
+        and packet[off] == 1
+        and packet[off + 1] == 1
+    ):
+        return IPv6Address(packet[off + 32 : off + 48])
     return None
 
 
@@ -312,9 +316,7 @@ class DynamicClient:
         for key in fx.remove_gateways:
             core.remove_gateway(key)
         for gw in fx.set_gateways:
-            core.add_gateway(
-                GatewayInfo(gw.public_key, gw.endpoint, gw.networks, gw.preshared_key)
-            )
+            core.add_gateway(GatewayInfo(gw.public_key, gw.endpoint, gw.networks, gw.preshared_key))
         for packet in fx.deliver:
             out = core.handle_tun_input(packet, now)
             tun.extend(out.tun)
@@ -383,7 +385,9 @@ class Routes:
                     try:
                         ipr.route("replace", dst=str(net), oif=self.index, family=_family(net))
                     except Exception as exc:
-                        log.warning("could not add a route", extra={"dst": str(net), "error": str(exc)})
+                        log.warning(
+                            "could not add a route", extra={"dst": str(net), "error": str(exc)}
+                        )
                         continue
             self.installed = want
             log.info("routes updated", extra={"routes": len(want)})
@@ -455,10 +459,13 @@ class PortalClient:
             if self.connected:
                 continue
             while not self._requests.empty():
-                r = self._requests.get_nowait()
-                self.engine.portal_event(
-                    lambda st, now, rid=r.resource_id: st.on_refused(rid, "portal unreachable", now)
-                )
+                self.refuse(self._requests.get_nowait().resource_id, "portal unreachable")
+
+    def refuse(self, resource_id: uuid.UUID, why: str) -> None:
+        def event(st: cs.ClientState, now: float) -> cs.Effects:
+            return st.on_refused(resource_id, why, now)
+
+        self.engine.portal_event(event)
 
     async def _connect_loop(self) -> int:
         assert self._stop is not None
@@ -475,7 +482,9 @@ class PortalClient:
                     extra={"close_code": code, "why": decision.reason},
                 )
                 return EXIT_REFUSED
-            log.info("reconnecting", extra={"in_s": round(decision.delay, 2), "why": decision.reason})
+            log.info(
+                "reconnecting", extra={"in_s": round(decision.delay, 2), "why": decision.reason}
+            )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), decision.delay)
         return EXIT_OK
@@ -602,7 +611,9 @@ class PortalClient:
     async def _send(ws: Any, message: p.ClientMessage) -> None:
         frame = p.dump(message)
         if len(frame.encode("utf-8")) > p.MAX_FRAME_BYTES:
-            log.error("not sending a frame larger than the protocol allows", extra={"type": message.TYPE})
+            log.error(
+                "not sending a frame larger than the protocol allows", extra={"type": message.TYPE}
+            )
             return
         await ws.send(frame)
 
@@ -624,8 +635,11 @@ class PortalClient:
                 log.warning("the portal changed this client's tunnel addresses; restart to apply")
             log.info(
                 "init",
-                extra={"client_id": str(msg.client_id), "resources": len(resources),
-                       "removed_gateways": len(fx.remove_gateways)},  # fmt: skip
+                extra={
+                    "client_id": str(msg.client_id),
+                    "resources": len(resources),
+                    "removed_gateways": len(fx.remove_gateways),
+                },
             )
             self.on_init()
         elif isinstance(msg, p.ResourceCreatedOrUpdated):
@@ -658,16 +672,22 @@ class PortalClient:
             e.portal_event(lambda st, now: st.on_granted(granted, now))
             log.info(
                 msg.TYPE,
-                extra={"resource_id": str(msg.resource_id), "gateway_id": str(msg.gateway_id),
-                       "endpoint": f"{endpoint[0]}:{endpoint[1]}"},  # fmt: skip
+                extra={
+                    "resource_id": str(msg.resource_id),
+                    "gateway_id": str(msg.gateway_id),
+                    "endpoint": f"{endpoint[0]}:{endpoint[1]}",
+                },
             )
         elif isinstance(msg, p.AuthorizationCreationFailed):
             rid, reason = msg.resource_id, msg.reason
             e.portal_event(lambda st, now: st.on_refused(rid, reason, now))
             log.warning(
                 msg.TYPE,
-                extra={"resource_id": str(rid), "reason": reason,
-                       "violated": ",".join(msg.violated)},  # fmt: skip
+                extra={
+                    "resource_id": str(rid),
+                    "reason": reason,
+                    "violated": ",".join(msg.violated),
+                },
             )
         elif isinstance(msg, p.AuthorizationRevoked):
             ids = msg.authorization_ids
@@ -729,8 +749,12 @@ def run(options: Options) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     log.info(
         "client starting",
-        extra={"version": CLIENT_VERSION, "external_id": options.external_id,
-               "public_key": public_key, "portal_url": options.portal_url},  # fmt: skip
+        extra={
+            "version": CLIENT_VERSION,
+            "external_id": options.external_id,
+            "public_key": public_key,
+            "portal_url": options.portal_url,
+        },
     )
     thread = threading.Thread(target=portal_main, name="fz-portal", daemon=True)
     thread.start()
@@ -739,7 +763,11 @@ def run(options: Options) -> int:
         first_init.wait()
         if not stop.is_set():
             st = engine.state
-            addresses = [ipaddress.ip_interface(f"{a}/{a.max_prefixlen}") for a in (st.ipv4, st.ipv6) if a is not None]
+            addresses = [
+                ipaddress.ip_interface(f"{a}/{a.max_prefixlen}")
+                for a in (st.ipv4, st.ipv6)
+                if a is not None
+            ]
 
             def ready(tun: Any) -> None:
                 routes.attach(tun.index)
