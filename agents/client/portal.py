@@ -547,12 +547,24 @@ class PortalClient:
 
     async def _serve(self, ws: Any) -> None:
         assert self._stop is not None and self._requests is not None
+        first: asyncio.Future[Any] = asyncio.ensure_future(ws.recv())
+        stopping = asyncio.ensure_future(self._stop.wait())
         try:
-            raw = await asyncio.wait_for(ws.recv(), INIT_TIMEOUT_S)
-        except TimeoutError:
+            done, _ = await asyncio.wait(
+                {first, stopping}, timeout=INIT_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            stopping.cancel()
+            if not first.done():
+                first.cancel()
+        if stopping in done:
+            await ws.close(1001, "client stopping")
+            return
+        if first not in done:
             log.warning("no init from the portal; reconnecting")
             await ws.close(1002, "no init")
             return
+        raw = first.result()
         msg = self._parse(raw)
         if not isinstance(msg, p.ClientInit):
             if msg is not None:
@@ -584,7 +596,10 @@ class PortalClient:
                     r = req_task.result()
                     req_task = asyncio.ensure_future(self._requests.get())
                     await self._send(
-                        ws, p.RequestAuthorization(r.resource_id, r.connected_gateway_ids)
+                        ws,
+                        p.RequestAuthorization(
+                            r.resource_id, r.connected_gateway_ids, r.failed_gateway_ids
+                        ),
                     )
                 if recv_task in done:
                     raw = recv_task.result()

@@ -20,7 +20,8 @@ WireGuard rekey timeout; the device starts one when it sent data and heard nothi
 so a dead gateway is noticed within ~20 s of traffic), or that answers a resource's packet with
 ICMP "administratively prohibited", loses its flows, and the client asks again at once, naming
 only the *other* gateways it is connected to (the portal prefers those; a dead gateway is offline
-on the portal once its websocket is gone), so the new answer is another gateway of the site.
+on the portal once its websocket is gone), and naming the dead one in ``failed_gateway_ids`` for `FAILED_GATEWAY_S`, so the new answer is
+another gateway of the site.
 
 Flows expire locally at their ``expires_at``, also while the portal is unreachable (existing
 flows keep working until then); a reconnect's ``init`` keeps the flows of resources it still
@@ -49,6 +50,7 @@ MAX_PENDING = 64  # resources with a request in flight
 REQUEST_TIMEOUT_S = 20.0  # the portal answers "offline" after 15 s without a gateway ack
 FAILED_HOLD_S = 1.0  # after a refusal, reject at once instead of asking again per packet
 HANDSHAKE_FAILOVER_S = REKEY_TIMEOUT
+FAILED_GATEWAY_S = 60.0  # a gateway that did not answer is named as failed this long
 TICK_S = 0.5
 
 
@@ -100,6 +102,7 @@ class GatewayPeer:
 class Request:
     resource_id: uuid.UUID
     connected_gateway_ids: tuple[uuid.UUID, ...]
+    failed_gateway_ids: tuple[uuid.UUID, ...] = ()
 
 
 @dataclass
@@ -145,6 +148,7 @@ class ClientState:
         self.flows: dict[uuid.UUID, _Flow] = {}  # resource id -> flow
         self.pending: dict[uuid.UUID, _Pending] = {}
         self.refused: dict[uuid.UUID, float] = {}  # resource id -> reject without asking until
+        self.failed_gateways: dict[uuid.UUID, float] = {}  # gateway id -> named as failed until
         self._installed: dict[bytes, GatewayPeer] = {}
         self._routes: tuple[Network, ...] = ()
         self._by_prefix: list[tuple[Network, uuid.UUID]] = []
@@ -242,7 +246,7 @@ class ClientState:
             return fx
         pending = self.pending[rid] = _Pending(now)
         pending.packets.append(packet)
-        fx.requests.append(Request(rid, self._connected_ids()))
+        fx.requests.append(Request(rid, self._connected_ids(), self._failed_ids(now)))
         return fx
 
     def on_prohibited(
@@ -269,6 +273,9 @@ class ClientState:
         for rid, until in list(self.refused.items()):
             if until <= now:
                 del self.refused[rid]
+        for gid, until in list(self.failed_gateways.items()):
+            if until <= now:
+                del self.failed_gateways[gid]
         for rid, flow in list(self.flows.items()):
             exp = flow.granted.expires_at
             if exp is not None and exp <= now:
@@ -277,6 +284,7 @@ class ClientState:
         for key in list(self._installed):
             started = handshake_started(key)
             if started is not None and now - started >= HANDSHAKE_FAILOVER_S:
+                self.failed_gateways[self._installed[key].gateway_id] = now + FAILED_GATEWAY_S
                 for rid, flow in list(self.flows.items()):
                     if flow.granted.gateway_public_key == key:
                         self._rerequest(rid, flow, fx, now, "gateway handshake timed out")
@@ -300,6 +308,9 @@ class ClientState:
             dict.fromkeys(g.gateway_id for k, g in self._installed.items() if k != excluding)
         )
 
+    def _failed_ids(self, now: float) -> tuple[uuid.UUID, ...]:
+        return tuple(g for g, until in self.failed_gateways.items() if until > now)
+
     def _rerequest(self, rid: uuid.UUID, flow: _Flow, fx: Effects, now: float, why: str) -> None:
         key = flow.granted.gateway_public_key
         del self.flows[rid]
@@ -314,7 +325,7 @@ class ClientState:
                 if f.granted.gateway_public_key != key
             )
         )
-        fx.requests.append(Request(rid, others))
+        fx.requests.append(Request(rid, others, self._failed_ids(now)))
 
     def _routable(self, net: Network) -> bool:
         return (self.ipv4 is not None) if net.version == 4 else (self.ipv6 is not None)

@@ -167,12 +167,23 @@ def test_handshake_timeout_fails_over_naming_only_other_gateways() -> None:
     handshakes = {k1: 10.0}
     assert not st.tick(10.0 + cs.HANDSHAKE_FAILOVER_S - 0.1, handshakes.get).requests
     fx = st.tick(10.0 + cs.HANDSHAKE_FAILOVER_S, handshakes.get)
-    assert fx.requests == [cs.Request(a.id, (g2,))]
+    assert fx.requests == [cs.Request(a.id, (g2,), (g1,))]
     assert fx.remove_gateways == [k1]
     # Packets meanwhile are held, then flushed to the new gateway.
     assert not st.on_packet(b"q", ip_address("10.1.0.1"), 16.0).requests
     fx = st.on_granted(grant(a, g2, k2), 16.1)
     assert fx.deliver == [b"q"]
+    # Later requests keep naming the dead gateway as failed, for a while.
+    st.on_init(V4, V6, [a, b, c := res("10.3.0.0/16")], 17.0)
+    assert st.on_packet(b"c", ip_address("10.3.0.1"), 17.0).requests == [
+        cs.Request(c.id, (g2,), (g1,))
+    ]
+    st.tick(15.0 + cs.FAILED_GATEWAY_S, handshakes.get)
+    st.on_refused(c.id, "offline", 15.0 + cs.FAILED_GATEWAY_S)
+    later = 17.0 + cs.FAILED_GATEWAY_S
+    assert st.on_packet(b"c", ip_address("10.3.0.1"), later).requests == [
+        cs.Request(c.id, (g2,), ())
+    ]
 
 
 def test_admin_prohibited_from_gateway_rerequests_that_resource_only() -> None:
