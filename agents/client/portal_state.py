@@ -19,9 +19,9 @@ Failover: a gateway whose handshake attempt got no answer within `HANDSHAKE_FAIL
 WireGuard rekey timeout; the device starts one when it sent data and heard nothing back for 15 s,
 so a dead gateway is noticed within ~20 s of traffic), or that answers a resource's packet with
 ICMP "administratively prohibited", loses its flows, and the client asks again at once, naming
-only the *other* gateways it is connected to (the portal prefers those; a dead gateway is offline
-on the portal once its websocket is gone), and naming the dead one in ``failed_gateway_ids`` for `FAILED_GATEWAY_S`, so the new answer is
-another gateway of the site.
+only the *other* gateways it is connected to (the portal prefers those) and, after a handshake
+timeout, the dead one in ``failed_gateway_ids`` for `FAILED_GATEWAY_S` (the portal avoids it while
+another is available), so the new answer is another gateway of the site.
 
 Flows expire locally at their ``expires_at``, also while the portal is unreachable (existing
 flows keep working until then); a reconnect's ``init`` keeps the flows of resources it still
