@@ -367,9 +367,18 @@ class Routes:
     def attach(self, index: int) -> None:
         with self.lock:
             self.index = index
-        self.set(self.wanted)
+            wanted = self.wanted
+        self.set(wanted)
 
     def set(self, routes: tuple[cs.Network, ...]) -> None:
+        """Set the wanted routes. pyroute2 refuses to work synchronously in a thread that runs
+        an asyncio loop (the portal thread), so the netlink calls run in a short-lived thread
+        of their own; this waits for it (a few milliseconds)."""
+        worker = threading.Thread(target=self._set, args=(routes,), name="fz-routes")
+        worker.start()
+        worker.join()
+
+    def _set(self, routes: tuple[cs.Network, ...]) -> None:
         from pyroute2 import IPRoute
 
         with self.lock:
@@ -377,18 +386,22 @@ class Routes:
             if self.index is None:
                 return
             want = set(routes)
-            with IPRoute() as ipr:
-                for net in self.installed - want:
-                    with contextlib.suppress(Exception):
-                        ipr.route("del", dst=str(net), oif=self.index, family=_family(net))
-                for net in want - self.installed:
-                    try:
-                        ipr.route("replace", dst=str(net), oif=self.index, family=_family(net))
-                    except Exception as exc:
-                        log.warning(
-                            "could not add a route", extra={"dst": str(net), "error": str(exc)}
-                        )
-                        continue
+            try:
+                with IPRoute() as ipr:
+                    for net in self.installed - want:
+                        with contextlib.suppress(Exception):
+                            ipr.route("del", dst=str(net), oif=self.index, family=_family(net))
+                    for net in want - self.installed:
+                        try:
+                            ipr.route("replace", dst=str(net), oif=self.index, family=_family(net))
+                        except Exception as exc:
+                            log.warning(
+                                "could not add a route", extra={"dst": str(net), "error": str(exc)}
+                            )
+                            want.discard(net)
+            except Exception:
+                log.exception("could not update the routes")
+                return
             self.installed = want
             log.info("routes updated", extra={"routes": len(want)})
 
@@ -608,7 +621,12 @@ class PortalClient:
                     if isinstance(msg, p.HeartbeatReply):
                         heart.on_reply()
                     elif msg is not None:
-                        self.handle(msg)
+                        try:
+                            self.handle(msg)
+                        except Exception:  # a bug must not take the flows down with it
+                            log.exception(
+                                "could not apply a portal message", extra={"type": msg.TYPE}
+                            )
                 action = heart.poll(time.monotonic())
                 if action == "dead":
                     log.warning("portal stopped answering heartbeats; reconnecting")
