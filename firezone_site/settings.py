@@ -324,6 +324,15 @@ FZ_TUNNEL_IPV4 = "100.64.0.0/11"
 FZ_TUNNEL_IPV6 = "fd00:2021:1111::/107"
 FZ_GATEWAY_PORT = 51820
 FZ_HEARTBEAT_TIMEOUT_S = float(os.environ.get("FZ_HEARTBEAT_TIMEOUT_S", "37"))
+# Client agents (issue 10): how long a dynamic authorization lasts at most (the token's expiry and
+# time-window conditions may end it earlier), how long the portal waits for the gateway's ack, and
+# the reverse proxies whose X-Forwarded-For is believed (comma-separated CIDRs; the first hop from
+# the right that is not one of them is the client's remote IP).
+FZ_AUTHORIZATION_MAX_AGE_S = int(os.environ.get("FZ_AUTHORIZATION_MAX_AGE_S", "86400"))
+FZ_AUTHORIZATION_ACK_TIMEOUT_S = float(os.environ.get("FZ_AUTHORIZATION_ACK_TIMEOUT_S", "15"))
+FZ_TRUSTED_PROXIES = [
+    p.strip() for p in os.environ.get("FZ_TRUSTED_PROXIES", "").split(",") if p.strip()
+]
 
 
 def _positive_int(name: str, default: int) -> int:

@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from agents import protocol
 from firezone_site.logsafe import escaped
-from gateways import presence, queries, services
+from gateways import clients, presence, queries, services
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,7 @@ def bearer_token(headers: list[tuple[bytes, bytes]]) -> str:
 
 class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     gateway_id: uuid.UUID | None = None
+    account_id: uuid.UUID
 
     async def connect(self) -> None:
         self._closed = False
@@ -152,6 +153,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self._close(exc.code, exc.reason)
             return
         self.gateway_id = gateway.pk
+        self.account_id = gateway.account_id
         assert gateway.last_token_id is not None
         self._joined = [
             presence.gateway_group(gateway.pk),
@@ -201,10 +203,14 @@ class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             if loop.time() - self._last_join >= GROUP_REFRESH_INTERVAL_S:
                 await self._join()
         elif isinstance(message, protocol.AuthorizationAck):
-            await database_sync_to_async(services.authorization_acknowledged)(
-                self.gateway_id, message.authorization_id
+            await database_sync_to_async(clients.gateway_answered)(
+                self.account_id, self.gateway_id, message.authorization_id, ok=True
             )
         elif isinstance(message, protocol.Error):
+            if message.authorization_id is not None:  # it could not install that flow
+                await database_sync_to_async(clients.gateway_answered)(
+                    self.account_id, self.gateway_id, message.authorization_id, ok=False
+                )
             # Both strings come from the agent: escaped, so a reason cannot forge log lines.
             log.warning(
                 "gateway %s reported %s: %s",

@@ -31,6 +31,31 @@ def _push_rejections(account_id: uuid.UUID, authorization_ids: frozenset[uuid.UU
             for gateway_id, ids in by_gateway.items()
         )
     )
+    # Then the clients holding them (the gateway already drops the traffic).
+    by_device = queries.authorizations_by_device(account_id, authorization_ids)
+    presence.send_now(
+        [
+            presence.frames(
+                presence.client_group(device_id),
+                [protocol.AuthorizationRevoked(tuple(sorted(ids, key=str)))],
+            )
+            for device_id, ids in by_device.items()
+        ]
+    )
+
+
+def _refresh_clients(event: AccessChanged) -> None:
+    """Connected clients whose visible resources may have changed recompute them and get the
+    differences (resource_created_or_updated / resource_deleted)."""
+    if event.reason in ("authorization_expired", "client_context_changed", "account_disabled"):
+        return  # nothing a client sees changed (or its socket is about to close)
+    if event.actor_ids and not (event.group_ids or event.resource_ids or event.policy_ids):
+        groups = [presence.client_actor_group(a) for a in sorted(event.actor_ids, key=str)]
+    elif event.token_ids or (event.device_ids and not event.resource_ids):
+        return  # token revoked (sockets close) or a device changed: nothing visible changed
+    else:
+        groups = [presence.client_account_group(event.account_id)]
+    presence.send_now([presence.refresh(g) for g in groups])
 
 
 def _push_resource_updates(account_id: uuid.UUID, resource_ids: frozenset[uuid.UUID]) -> None:
@@ -86,6 +111,7 @@ def on_access_changed(event: AccessChanged) -> None:
     if event.narrowed:
         _push_rejections(event.account_id, event.authorization_ids)
         _push_rejections(event.account_id, services.revoke_stale_authorizations(event))
+    _refresh_clients(event)
     if event.filters_only:
         _push_resource_updates(event.account_id, event.resource_ids)
         return  # filters are not part of static configs; resource_updated covers the peers

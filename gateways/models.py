@@ -88,6 +88,8 @@ class ClientDevice(AccountScoped):
     last_seen_at = models.DateTimeField(null=True, blank=True)
     last_seen_remote_ip = models.GenericIPAddressField(null=True, blank=True)
     last_seen_version = models.CharField(max_length=64, blank=True, default="")
+    # Client agents: the websocket connection currently holding this device ("" = offline).
+    channel_name = models.CharField(max_length=255, blank=True, default="")
     # Static devices: bumped whenever the issued config would change.
     config_version = models.PositiveIntegerField(default=1)
     # SHA-256 of the config text as last rendered (without private key and version line).

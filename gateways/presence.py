@@ -45,11 +45,42 @@ def token_group(token_id: uuid.UUID) -> str:
     return f"gw-token.{token_id.hex}"
 
 
+# Client sockets (``/client/websocket``) join their device's and actor's groups and the account's
+# client group; they also join ``token_group`` and ``account_group`` so that revoking the token or
+# disabling the account closes them exactly as it closes gateways.
+ACK = "client.ack"  # -> ClientConsumer.client_ack (the gateway installed a flow, or refused it)
+REFRESH = "client.refresh"  # -> ClientConsumer.client_refresh (recompute the visible resources)
+
+
+def client_group(device_id: uuid.UUID) -> str:
+    return f"cl.{device_id.hex}"
+
+
+def client_actor_group(actor_id: uuid.UUID) -> str:
+    return f"cl-actor.{actor_id.hex}"
+
+
+def client_account_group(account_id: uuid.UUID) -> str:
+    return f"cl-account.{account_id.hex}"
+
+
+def ack(device_id: uuid.UUID, authorization_id: uuid.UUID, *, ok: bool) -> Envelope:
+    return client_group(device_id), {
+        "type": ACK,
+        "authorization_id": str(authorization_id),
+        "ok": ok,
+    }
+
+
+def refresh(group: str) -> Envelope:
+    return group, {"type": REFRESH}
+
+
 # (group, layer message)
 Envelope = tuple[str, dict[str, Any]]
 
 
-def frames(group: str, messages: Sequence[protocol.PortalMessage]) -> Envelope:
+def frames(group: str, messages: Sequence[protocol.Message]) -> Envelope:
     return group, {"type": PUSH, "frames": [protocol.dump(m) for m in messages]}
 
 

@@ -114,6 +114,21 @@ def authorizations_by_gateway(
     return dict(out)
 
 
+def authorizations_by_device(
+    account_id: uuid.UUID, authorization_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, list[uuid.UUID]]:
+    """Which client device holds which of these authorizations."""
+    out: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
+    rows = (
+        Authorization.objects.for_account(account_id)
+        .filter(pk__in=set(authorization_ids), device_id__isnull=False)
+        .values_list("device_id", "pk")
+    )
+    for device_id, auth_id in rows:
+        out[device_id].append(auth_id)
+    return dict(out)
+
+
 def gateway_load(site_id: uuid.UUID, account_id: uuid.UUID) -> QuerySet[Gateway]:
     return (
         Gateway.objects.for_account(account_id)

@@ -943,11 +943,6 @@ def push_create_authorization(authorization: Authorization) -> None:
         )
 
 
-def authorization_acknowledged(gateway_id: uuid.UUID, authorization_id: uuid.UUID) -> None:
-    """The gateway installed a flow. Dynamic clients (a later issue) learn it from here."""
-    log.debug("gateway %s acknowledged authorization %s", gateway_id, authorization_id)
-
-
 # --- gateway tokens ----------------------------------------------------------------------------
 
 GATEWAY_TOKEN_MAX_AGE = timedelta(days=30)
