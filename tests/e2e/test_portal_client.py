@@ -232,3 +232,61 @@ def test_a_revoked_token_stops_the_client_with_a_clear_message(lab: Lab, portal:
     assert proc.returncode == 3, proc.stderr
     assert "sign in again" in proc.stderr
     assert issued.secret not in proc.stderr + proc.stdout
+
+
+PUBLIC_CLIENT_IP = "193.0.6.139"  # iptocc (offline, in the wheel) maps it to NL
+
+
+def test_a_country_condition_is_decided_from_the_offline_geoip_database(
+    lab: Lab, portal: Portal
+) -> None:
+    """The client namespace gets a public address of its own and reaches the portal from it (no
+    route leaves the machine: the namespace has no default route, the address is local)."""
+    from ipaddress import ip_address
+
+    from accounts import services as accounts
+    from gateways import context
+    from gateways import services as gateways
+    from policies import services as policies
+
+    assert context.country(ip_address(PUBLIC_CLIENT_IP)) == "NL"
+    account = accounts.create_account(name="E2E", slug=f"e2e-{unique_name('g', 30)}")
+    issued = accounts.issue_api_token(account, new_service_account="ci-runner")
+    assert issued.token.actor is not None
+    group = accounts.create_group(account, name="Runners")
+    accounts.add_member(group, issued.token.actor)
+    site = gateways.create_site(account, name="Lab")
+    allowed = policies.create_resource(
+        account, name="server", kind="ip", address=RESOURCE_IP, site=site
+    )
+    in_nl = [{"property": "remote_ip_location_region", "operator": "is_in", "values": ["NL"]}]
+    policy = policies.create_policy(account, group=group, resource=allowed, conditions=in_nl)
+    topo = build_site(lab, gateways=1)
+    start_bridge(lab, topo.gateways[0], portal.socket_path)
+    http = ["python3", "-m", "http.server", str(TCP_PORT), "--bind", "0.0.0.0"]
+    popen_logged(lab, topo.resource, http, "http")
+    gw = start_gateway(lab, topo.gateways[0], gateways.issue_gateway_token(site).secret,
+                       external_id=unique_name("gw", 30))  # fmt: skip
+    wait_online(account, gw.external_id)
+    assert topo.client.run(["ip", "route", "show", "default"]).stdout.strip() == ""
+    topo.client.ip("addr", "add", f"{PUBLIC_CLIENT_IP}/32", "dev", "lo")
+    url = start_xff_bridge(lab, topo.client, PUBLIC_CLIENT_IP, portal.socket_path)
+    client = start_client(lab, topo.client, url, issued.secret, external_id=unique_name("cl", 30))
+    wait_for(lambda: curl(topo.client, RESOURCE_IP, max_time=2)[0], timeout=10,
+             what="allowed from NL")  # fmt: skip
+
+    since = len(client.events())
+    not_nl = [{"property": "remote_ip_location_region", "operator": "is_not_in", "values": ["NL"]}]
+    policies.update_policy(policy, conditions=not_nl)
+
+    def refused_for_country() -> bool:
+        curl(topo.client, RESOURCE_IP, max_time=1)
+        return any(
+            e.get("msg") == "authorization_creation_failed"
+            and e.get("reason") == "forbidden"
+            and "remote_ip_location_region" in str(e.get("violated", ""))
+            for e in client.events()[since:]
+        )
+
+    wait_for(refused_for_country, timeout=10, what="forbidden with the country violated")
+    assert not curl(topo.client, RESOURCE_IP, max_time=2)[0]
