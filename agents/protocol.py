@@ -36,7 +36,7 @@ from ipaddress import (
     ip_address,
     ip_network,
 )
-from typing import Any, ClassVar, Final, Literal, TypeAlias, get_args
+from typing import Any, ClassVar, Final, Literal, TypeAlias, get_args, overload
 
 from agents.net.filter import Filter, PortRange
 
@@ -1049,6 +1049,20 @@ Sender: TypeAlias = Literal["portal", "gateway", "client", "portal_to_client"]
 
 #: Largest frame either side accepts (init with thousands of peers fits comfortably).
 MAX_FRAME_BYTES: Final = 8 * 1024 * 1024
+
+
+@overload
+def parse_message(text: str | bytes, *, sender: Literal["portal"]) -> PortalMessage: ...
+@overload
+def parse_message(text: str | bytes, *, sender: Literal["gateway"]) -> GatewayMessage: ...
+@overload
+def parse_message(text: str | bytes, *, sender: Literal["client"]) -> ClientMessage: ...
+@overload
+def parse_message(
+    text: str | bytes, *, sender: Literal["portal_to_client"]
+) -> PortalToClientMessage: ...
+@overload
+def parse_message(text: str | bytes, *, sender: None = None) -> Message: ...
 
 
 def parse_message(text: str | bytes, *, sender: Sender | None = None) -> Message:

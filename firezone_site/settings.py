@@ -216,7 +216,16 @@ if REDIS_URL:
             "CONFIG": {
                 # No read timeout: channels_redis blocks on Redis for seconds at a time, and
                 # redis-py's default 5 s timeout would crash idle consumers (channels_redis#422).
-                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                # redis-py 8 caps a pool at 100 connections and then raises at once: a portal
+                # with ~1,000 clients pushing at 200 requests/s needs more (benchmarks/
+                # authorization.py hit "Too many connections" and 1011 closes with the cap).
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": None,
+                        "max_connections": int(os.environ.get("FZ_REDIS_MAX_CONNECTIONS", "2000")),
+                    }
+                ],
                 "prefix": os.environ.get("FZ_CHANNEL_PREFIX", "fz"),
                 "capacity": 1000,
                 "expiry": 30,

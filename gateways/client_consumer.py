@@ -127,9 +127,11 @@ class ClientConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     async def _request(self, message: protocol.RequestAuthorization) -> None:
         assert self.session is not None
         try:
-            outcome = await database_sync_to_async(clients.request_authorization)(
-                self.session, message
-            )
+            # Off the shared database thread (each worker thread has its own connection), so
+            # many clients' requests are decided in parallel.
+            outcome = await database_sync_to_async(
+                clients.request_authorization, thread_sensitive=False
+            )(self.session, message)
         except services.GatewayRefused as exc:
             await self._close(exc.code, exc.reason)
             return
@@ -138,6 +140,19 @@ class ClientConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             return
         timer = asyncio.get_running_loop().create_task(self._ack_timeout(outcome))
         self._pending[outcome.authorization_id] = (outcome, timer)
+        try:
+            await presence.send_async(outcome.push)  # committed: now the gateway may install it
+        except Exception:  # the channel layer failed: fail closed now, not after the timeout
+            log.exception("create_authorization push failed for %s", outcome.authorization_id)
+            entry = self._pending.pop(outcome.authorization_id, None)
+            if entry is not None:
+                entry[1].cancel()
+                await database_sync_to_async(clients.abandon_authorization)(
+                    self.session.account_id, outcome.authorization_id, reason="push_failed"
+                )
+                await self._send(
+                    protocol.AuthorizationCreationFailed(outcome.created.resource_id, "offline")
+                )
 
     async def _ack_timeout(self, pending: clients.Pending) -> None:
         await asyncio.sleep(float(settings.FZ_AUTHORIZATION_ACK_TIMEOUT_S))

@@ -318,11 +318,24 @@ def init_message(session: ClientSession) -> protocol.ClientInit:
 @dataclass(frozen=True)
 class Pending:
     """A recorded authorization waiting for its gateway's ack; ``created`` goes to the client
-    once the ack arrives."""
+    once the ack arrives. ``push`` (``create_authorization`` for the gateway) is for the caller
+    to send once the transaction committed (``presence.send_async``)."""
 
     authorization_id: uuid.UUID
     gateway_id: uuid.UUID
     created: protocol.AuthorizationCreated
+    push: list[presence.Envelope]
+
+
+_key_secrets: dict[uuid.UUID, bytes] = {}
+
+
+def _key_secret(account_id: uuid.UUID) -> bytes:
+    """The account's preshared-key secret; it never changes once created, so it is cached."""
+    secret = _key_secrets.get(account_id)
+    if secret is None:
+        secret = _key_secrets[account_id] = queries.key_secret(account_id)
+    return secret
 
 
 Outcome = Pending | protocol.AuthorizationCreationFailed
@@ -440,22 +453,34 @@ def request_authorization(
         expires_at=expires_at,
     )
     authorization.save(force_insert=True)
-    services.push_create_authorization(authorization)
-    secret = queries.key_secret(account_id)
+    secret = _key_secret(account_id)
+    psk = queries.derive_preshared_key(secret, device.pk, chosen.pk)
+    flow = protocol.Authorization(
+        id=authorization.pk,
+        client_public_key=device.public_key,
+        preshared_key=psk,
+        client_ipv4=IPv4Address(device.ipv4),
+        client_ipv6=IPv6Address(device.ipv6),
+        resource=queries.resource_to_wire(resource),
+        expires_at=expires_at,
+    )
+    push = presence.to_gateways([(chosen.pk, protocol.CreateAuthorization(flow))])
     created = protocol.AuthorizationCreated(
         authorization_id=authorization.pk,
         resource_id=resource.pk,
         gateway_id=chosen.pk,
         gateway_public_key=chosen.public_key,
         gateway_endpoints=_endpoints(chosen),
-        preshared_key=queries.derive_preshared_key(secret, device.pk, chosen.pk),
+        preshared_key=psk,
         gateway_ipv4=IPv4Address(chosen.ipv4),
         gateway_ipv6=IPv6Address(chosen.ipv6),
         client_ipv4=IPv4Address(device.ipv4),
         client_ipv6=IPv6Address(device.ipv6),
         expires_at=expires_at,
     )
-    return Pending(authorization_id=authorization.pk, gateway_id=chosen.pk, created=created)
+    return Pending(
+        authorization_id=authorization.pk, gateway_id=chosen.pk, created=created, push=push
+    )
 
 
 @transaction.atomic
@@ -485,9 +510,10 @@ def abandon_authorization(
 
 def gateway_answered(
     account_id: uuid.UUID, gateway_id: uuid.UUID, authorization_id: uuid.UUID, *, ok: bool
-) -> None:
-    """The gateway acknowledged (``ok``) or refused a ``create_authorization``: tell the client
-    that asked. Only a still active authorization of this gateway counts."""
+) -> list[presence.Envelope]:
+    """The gateway acknowledged (``ok``) or refused a ``create_authorization``: returns the
+    message for the client that asked (the caller sends it). Only a still active authorization
+    of this gateway counts."""
     device_id = (
         Authorization.objects.for_account(account_id)
         .filter(pk=authorization_id, gateway_id=gateway_id, revoked_at__isnull=True)
@@ -495,7 +521,7 @@ def gateway_answered(
         .first()
     )
     if device_id is None:
-        return
+        return []
     if not ok:
         abandon_authorization(account_id, authorization_id, reason="gateway_refused")
-    presence.send_now([presence.ack(device_id, authorization_id, ok=ok)])
+    return [presence.ack(device_id, authorization_id, ok=ok)]

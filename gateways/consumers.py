@@ -203,14 +203,10 @@ class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             if loop.time() - self._last_join >= GROUP_REFRESH_INTERVAL_S:
                 await self._join()
         elif isinstance(message, protocol.AuthorizationAck):
-            await database_sync_to_async(clients.gateway_answered)(
-                self.account_id, self.gateway_id, message.authorization_id, ok=True
-            )
+            await self._answered(message.authorization_id, ok=True)
         elif isinstance(message, protocol.Error):
             if message.authorization_id is not None:  # it could not install that flow
-                await database_sync_to_async(clients.gateway_answered)(
-                    self.account_id, self.gateway_id, message.authorization_id, ok=False
-                )
+                await self._answered(message.authorization_id, ok=False)
             # Both strings come from the agent: escaped, so a reason cannot forge log lines.
             log.warning(
                 "gateway %s reported %s: %s",
@@ -218,6 +214,17 @@ class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                 escaped(message.code),
                 escaped(message.reason),
             )
+
+    async def _answered(self, authorization_id: uuid.UUID, *, ok: bool) -> None:
+        assert self.gateway_id is not None
+        # Off the shared database thread: acks of many gateways are answered in parallel.
+        envelopes = await database_sync_to_async(clients.gateway_answered, thread_sensitive=False)(
+            self.account_id, self.gateway_id, authorization_id, ok=ok
+        )
+        try:
+            await presence.send_async(envelopes)
+        except Exception:  # the client's request then times out and fails closed
+            log.exception("could not forward the answer for authorization %s", authorization_id)
 
     async def _heartbeat(self) -> None:
         assert self.gateway_id is not None

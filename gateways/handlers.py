@@ -44,10 +44,24 @@ def _push_rejections(account_id: uuid.UUID, authorization_ids: frozenset[uuid.UU
     )
 
 
+#: Events that only end flows: no static device and no client's resource list changes.
+FLOW_ONLY_REASONS = frozenset(
+    {
+        "authorization_expired",
+        "gateway_ack_timeout",
+        "gateway_refused",
+        "client_disconnected",
+        "client_context_changed",
+        "client_key_changed",
+        "push_failed",
+    }
+)
+
+
 def _refresh_clients(event: AccessChanged) -> None:
     """Connected clients whose visible resources may have changed recompute them and get the
     differences (resource_created_or_updated / resource_deleted)."""
-    if event.reason in ("authorization_expired", "client_context_changed", "account_disabled"):
+    if event.reason in FLOW_ONLY_REASONS or event.reason == "account_disabled":
         return  # nothing a client sees changed (or its socket is about to close)
     if event.actor_ids and not (event.group_ids or event.resource_ids or event.policy_ids):
         groups = [presence.client_actor_group(a) for a in sorted(event.actor_ids, key=str)]
@@ -115,7 +129,7 @@ def on_access_changed(event: AccessChanged) -> None:
     if event.filters_only:
         _push_resource_updates(event.account_id, event.resource_ids)
         return  # filters are not part of static configs; resource_updated covers the peers
-    if event.reason not in ("authorization_expired",):  # expiry changes no static device
+    if event.reason not in FLOW_ONLY_REASONS:
         _sync_static_devices(event)
     if event.narrowed:
         # Last: a gateway must receive the rejections and peer removals before its socket closes

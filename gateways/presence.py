@@ -96,6 +96,11 @@ def to_gateways(pushes: Iterable[tuple[uuid.UUID, protocol.PortalMessage]]) -> l
     return [frames(gateway_group(gw), msgs) for gw, msgs in by_gateway.items()]
 
 
+async def send_async(envelopes: Sequence[Envelope]) -> None:
+    """Send from async code (a consumer) once the transaction that decided them committed."""
+    await _send_all(envelopes)
+
+
 async def _send_all(envelopes: Sequence[Envelope]) -> None:
     layer = get_channel_layer()
     if layer is None:
