@@ -45,7 +45,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from agents import protocol as p
@@ -617,8 +617,7 @@ class PortalClient:
             log.warning("invalid message from the portal", extra={"reason": exc.reason})
             return None, []
         assert not isinstance(msg, p.Heartbeat | p.AuthorizationAck)
-        # sender="portal" parses only the gateway protocol's portal messages
-        return msg, self.handle(cast("p.PortalMessage", msg))
+        return msg, self.handle(msg)
 
     def handle(self, msg: p.PortalMessage) -> list[p.GatewayMessage]:
         """Apply one portal message; returns the replies to send."""
