@@ -608,6 +608,14 @@ class PortalClient:
                 if req_task in done:
                     r = req_task.result()
                     req_task = asyncio.ensure_future(self._requests.get())
+                    log.info(
+                        "request_authorization",
+                        extra={
+                            "resource_id": str(r.resource_id),
+                            "connected": len(r.connected_gateway_ids),
+                            "failed": len(r.failed_gateway_ids),
+                        },
+                    )
                     await self._send(
                         ws,
                         p.RequestAuthorization(

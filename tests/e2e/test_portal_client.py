@@ -350,6 +350,18 @@ def test_first_packet_to_first_byte(lab: Lab, portal: Portal, record_property: A
         result = json.loads(out.stdout)
         assert result["ok"], out
         times.append(float(result["ms"]))
+    asked = {
+        e["resource_id"]: e["ts"]
+        for e in client.events()
+        if e.get("msg") == "request_authorization"
+    }
+    answered = [
+        (e["ts"] - asked[e["resource_id"]]) * 1000
+        for e in client.events()
+        if e.get("msg") == "authorization_created" and e["resource_id"] in asked
+    ]
+    print(f"\nrequest_authorization -> authorization_created (client log, ms): "
+          f"p50 {statistics.median(answered):.0f}, max {max(answered):.0f}")  # fmt: skip
     p50 = statistics.median(times)
     print(f"\nfirst packet -> first byte over {trials} fresh authorizations: p50 {p50:.1f} ms, "
           f"max {max(times):.1f} ms")  # fmt: skip
