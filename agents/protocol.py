@@ -9,7 +9,10 @@ After that the agent sends ``heartbeat`` every :data:`HEARTBEAT_INTERVAL_S` seco
 answers each with ``heartbeat_reply``; the portal pushes ``create_authorization``,
 ``reject_access``, ``resource_updated``, ``add_static_peer``, ``remove_static_peer`` and
 ``token_rotated`` whenever its database changes (after the commit); the agent acknowledges
-``create_authorization`` with ``authorization_ack`` or answers with ``error``.
+``create_authorization`` with ``authorization_ack`` or answers with ``error``. Optionally the
+agent reports its static peers' activity with ``peer_stats`` (at most every heartbeat interval,
+only when something changed); a portal that does not know the type answers ``error`` and nothing
+else happens.
 
 Every frame is one JSON object with a ``type`` member naming the message; the other members are the
 message's fields. Unknown members are ignored (a v1 peer may add optional members); an unknown
@@ -64,6 +67,8 @@ __all__ = [
     "HeartbeatReply",
     "Init",
     "Message",
+    "PeerStat",
+    "PeerStats",
     "PortRange",
     "PortalMessage",
     "PortalToClientMessage",
@@ -626,6 +631,75 @@ class AuthorizationAck:
         return {"authorization_id": str(self.authorization_id)}
 
 
+#: Upper bound for the byte counters of ``peer_stats`` (they fit a signed 64-bit column).
+MAX_COUNTER: Final = 2**63 - 1
+
+
+def _counter(data: Mapping[str, Any], key: str, where: str) -> int:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNTER:
+        raise ProtocolError(f"{where}.{key}: expected a non-negative integer")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class PeerStat:
+    """One static peer as the gateway's WireGuard device sees it. ``last_handshake_at``: the last
+    completed handshake (None: never); ``rx_bytes`` / ``tx_bytes``: transport-data bytes
+    received / sent since the peer was added to this agent; ``endpoint``: where its packets last
+    came from (``ip:port`` / ``[ipv6]:port``, None before the first one)."""
+
+    public_key: str
+    last_handshake_at: datetime | None
+    rx_bytes: int
+    tx_bytes: int
+    endpoint: str | None = None
+
+    @classmethod
+    def from_json(cls, value: object, where: str = "peer") -> PeerStat:
+        data = _obj(value, where)
+        endpoint = data.get("endpoint")
+        if endpoint is not None and (not isinstance(endpoint, str) or len(endpoint) > 64):
+            raise ProtocolError(f"{where}.endpoint: expected a host:port string or null")
+        return cls(
+            public_key=_key(data, "public_key", where),
+            last_handshake_at=_time(data.get("last_handshake_at"), f"{where}.last_handshake_at"),
+            rx_bytes=_counter(data, "rx_bytes", where),
+            tx_bytes=_counter(data, "tx_bytes", where),
+            endpoint=endpoint,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "public_key": self.public_key,
+            "last_handshake_at": _dump_time(self.last_handshake_at),
+            "rx_bytes": self.rx_bytes,
+            "tx_bytes": self.tx_bytes,
+            "endpoint": self.endpoint,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PeerStats:
+    """Optional, additive: the activity of the gateway's static peers (only those that changed
+    since the last report may be listed). The portal shows it; nothing depends on it."""
+
+    TYPE: ClassVar[str] = "peer_stats"
+    peers: tuple[PeerStat, ...]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PeerStats:
+        return cls(
+            tuple(
+                PeerStat.from_json(v, f"peer_stats.peers[{i}]")
+                for i, v in enumerate(_list(data, "peers", "peer_stats"))
+            )
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"peers": [v.to_json() for v in self.peers]}
+
+
 # --- both directions -----------------------------------------------------------------------------
 
 
@@ -1008,7 +1082,7 @@ PortalMessage: TypeAlias = (
     | TokenRotated
     | Error
 )
-GatewayMessage: TypeAlias = Heartbeat | AuthorizationAck | Error
+GatewayMessage: TypeAlias = Heartbeat | AuthorizationAck | PeerStats | Error
 Message: TypeAlias = PortalMessage | GatewayMessage | PortalToClientMessage | ClientMessage
 
 _PORTAL_TYPES: Final[dict[str, Any]] = {
@@ -1026,7 +1100,7 @@ _PORTAL_TYPES: Final[dict[str, Any]] = {
     )
 }
 _GATEWAY_TYPES: Final[dict[str, Any]] = {
-    cls.TYPE: cls for cls in (Heartbeat, AuthorizationAck, Error)
+    cls.TYPE: cls for cls in (Heartbeat, AuthorizationAck, PeerStats, Error)
 }
 _ALL_TYPES: Final[dict[str, Any]] = {**_PORTAL_TYPES, **_GATEWAY_TYPES}
 _PORTAL_TO_CLIENT_TYPES: Final[dict[str, Any]] = {

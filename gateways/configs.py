@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import ipaddress
 import re
 from dataclasses import dataclass
 from ipaddress import ip_network
@@ -51,6 +52,32 @@ def gateway_endpoint(endpoint: str, remote_ip: str | None, port: int) -> str:
     return f"[{remote_ip}]:{port}" if ":" in remote_ip else f"{remote_ip}:{port}"
 
 
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*"
+    r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$"
+)
+
+
+def valid_endpoint(value: str) -> bool:
+    """``host:port``, ``ipv4:port`` or ``[ipv6]:port`` (what a wg-quick ``Endpoint`` takes)."""
+    if len(value) > 100:
+        return False
+    if value.startswith("["):
+        host, sep, port = value[1:].partition("]:")
+        try:
+            ok_host = isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address)
+        except ValueError:
+            return False
+    else:
+        host, sep, port = value.rpartition(":")
+        try:
+            ipaddress.IPv4Address(host)
+            ok_host = True
+        except ValueError:
+            ok_host = bool(_HOSTNAME.match(host))
+    return bool(sep) and ok_host and port.isdigit() and 1 <= int(port) <= 65535
+
+
 def render_body(device: ClientDevice, assignments: list[StaticDeviceAssignment]) -> str:
     """Everything after the version line, with ``{private_key}`` still to be filled in."""
     from django.conf import settings
@@ -72,7 +99,10 @@ def render_body(device: ClientDevice, assignments: list[StaticDeviceAssignment])
             nets = [str(ip_network(r.address, strict=False)) for r in resources[a.pk]]
             lines.append("")
             if gateway is None:
-                lines.append(f"# site {a.site.name}: no gateway yet; download again later")
+                lines.append(
+                    f"# site {a.site.name}: no gateway yet; once one is deployed, get a new "
+                    "key and config on the device page"
+                )
                 continue
             lines += [
                 "[Peer]",
@@ -81,7 +111,7 @@ def render_body(device: ClientDevice, assignments: list[StaticDeviceAssignment])
                 "PresharedKey = " + queries.derive_preshared_key(secret, device.pk, gateway.pk),
             ]
             endpoint = gateway_endpoint(
-                gateway.last_seen_endpoint, gateway.last_seen_remote_ip, settings.FZ_GATEWAY_PORT
+                gateway.endpoint, gateway.last_seen_remote_ip, settings.FZ_GATEWAY_PORT
             )
             if endpoint:
                 lines.append(f"Endpoint = {endpoint}")

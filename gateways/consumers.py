@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import re
 import uuid
@@ -27,7 +26,7 @@ from django.utils import timezone
 
 from agents import protocol
 from firezone_site.logsafe import escaped
-from gateways import clients, presence, queries, services
+from gateways import clients, configs, presence, queries, services
 
 log = logging.getLogger(__name__)
 
@@ -39,33 +38,13 @@ PRESENCE_WRITE_INTERVAL_S = 15.0
 GROUP_REFRESH_INTERVAL_S = 3600.0
 
 _PRINTABLE = re.compile(r"^[\x21-\x7e][\x20-\x7e]*$")
-_HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*"
-    r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$"
-)
 
 
 def _refuse(code: protocol.CloseCode, reason: str) -> services.GatewayRefused:
     return services.GatewayRefused(code, reason)
 
 
-def _valid_endpoint(value: str) -> bool:
-    if len(value) > 100:
-        return False
-    if value.startswith("["):
-        host, sep, port = value[1:].partition("]:")
-        try:
-            ok_host = isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address)
-        except ValueError:
-            return False
-    else:
-        host, sep, port = value.rpartition(":")
-        try:
-            ipaddress.IPv4Address(host)
-            ok_host = True
-        except ValueError:
-            ok_host = bool(_HOSTNAME.match(host))
-    return bool(sep) and ok_host and port.isdigit() and 1 <= int(port) <= 65535
+_valid_endpoint = configs.valid_endpoint
 
 
 def parse_connect_params(query_string: bytes) -> services.GatewayParams:
@@ -204,6 +183,8 @@ class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                 await self._join()
         elif isinstance(message, protocol.AuthorizationAck):
             await self._answered(message.authorization_id, ok=True)
+        elif isinstance(message, protocol.PeerStats):
+            await database_sync_to_async(services.record_peer_stats)(self.gateway_id, message.peers)
         elif isinstance(message, protocol.Error):
             if message.authorization_id is not None:  # it could not install that flow
                 await self._answered(message.authorization_id, ok=False)

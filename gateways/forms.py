@@ -11,6 +11,17 @@ class SiteForm(forms.Form):
     name = forms.CharField(max_length=255)
 
 
+class GatewayEndpointForm(forms.Form):
+    endpoint = forms.CharField(
+        label="Public endpoint",
+        max_length=100,
+        required=False,
+        widget=forms.TextInput(attrs={"placeholder": "e.g. vpn.example.com:51820"}),
+        help_text="Where devices reach this gateway's WireGuard port from outside (host:port). "
+        "Wins over the agent's --endpoint and the portal's guess; leave empty to use those.",
+    )
+
+
 class DeviceForm(forms.Form):
     actor = forms.CharField(
         label="User email",

@@ -47,7 +47,12 @@ class Gateway(AccountScoped):
     last_seen_at = models.DateTimeField(null=True, blank=True)
     last_seen_remote_ip = models.GenericIPAddressField(null=True, blank=True)
     last_seen_version = models.CharField(max_length=64, blank=True, default="")
+    # What the agent sent as ``endpoint``, or (``endpoint_guessed``) the websocket's source
+    # address and the default port. ``endpoint_override``, set by an admin in the UI, wins over
+    # both (docs/protocol.md, "Endpoint precedence").
     last_seen_endpoint = models.CharField(max_length=100, blank=True, default="")
+    endpoint_guessed = models.BooleanField(default=False)
+    endpoint_override = models.CharField(max_length=100, blank=True, default="")
     # The websocket connection currently holding this gateway (Channels channel name).
     channel_name = models.CharField(max_length=255, blank=True, default="")
     # The token the current/last connection authenticated with (rotation pushes to its holders).
@@ -68,6 +73,19 @@ class Gateway(AccountScoped):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def endpoint(self) -> str:
+        """Where static devices are told to reach this gateway ("" if unknown)."""
+        return self.endpoint_override or self.last_seen_endpoint
+
+    @property
+    def endpoint_source(self) -> str:
+        if self.endpoint_override:
+            return "set by an admin"
+        if not self.last_seen_endpoint:
+            return ""
+        return "guessed from the websocket" if self.endpoint_guessed else "from the agent"
 
 
 class ClientDevice(AccountScoped):
@@ -138,6 +156,12 @@ class StaticDeviceAssignment(AccountScoped):
         related_name="static_assignments",
     )
     resource_ids = models.JSONField(default=list, blank=True)
+    # The gateway's last ``peer_stats`` report for this device (None/0 until one arrives).
+    last_handshake_at = models.DateTimeField(null=True, blank=True)
+    rx_bytes = models.BigIntegerField(default=0)
+    tx_bytes = models.BigIntegerField(default=0)
+    peer_endpoint = models.CharField(max_length=100, blank=True, default="")
+    stats_at = models.DateTimeField(null=True, blank=True)
 
     objects = AccountManager["StaticDeviceAssignment"]()
 

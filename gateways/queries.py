@@ -76,6 +76,18 @@ def device_assignments(device: ClientDevice) -> QuerySet[StaticDeviceAssignment]
     )
 
 
+def recent_static_activity(
+    account: Account | uuid.UUID, limit: int = 10
+) -> QuerySet[StaticDeviceAssignment]:
+    """Static devices' assignments with a reported handshake, most recent first."""
+    return (
+        StaticDeviceAssignment.objects.for_account(account)
+        .filter(last_handshake_at__isnull=False)
+        .select_related("device", "device__actor", "gateway", "site")
+        .order_by("-last_handshake_at", "pk")[:limit]
+    )
+
+
 def affected_static_devices(
     account_id: uuid.UUID,
     *,

@@ -297,7 +297,7 @@ def connect_gateway(
             )
         peer_visible_change = (
             gateway.public_key != params.public_key
-            or gateway.last_seen_endpoint != endpoint
+            or (not gateway.endpoint_override and gateway.last_seen_endpoint != endpoint)
             or gateway.name != params.name
         )
     gateway.name = params.name
@@ -308,6 +308,7 @@ def connect_gateway(
     gateway.last_seen_remote_ip = remote_ip
     gateway.last_seen_version = params.version
     gateway.last_seen_endpoint = endpoint
+    gateway.endpoint_guessed = not params.endpoint
     gateway.last_token = token
     with integrity_errors_as_validation({}):
         try:
@@ -374,6 +375,28 @@ def _adopt_static_devices(gateway: Gateway) -> list[uuid.UUID]:
     return moved
 
 
+@transaction.atomic
+def set_gateway_endpoint(gateway: Gateway, *, endpoint: str) -> Gateway:
+    """Set (or with "" clear) the admin's public endpoint of a gateway. It wins over the agent's
+    ``--endpoint`` and the portal's guess; static devices of the gateway get new configs."""
+    current = (
+        Gateway.objects.select_for_update()
+        .filter(pk=gateway.pk, account_id=gateway.account_id)
+        .first()
+    )
+    if current is None:
+        raise NotFound("No such gateway.")
+    endpoint = endpoint.strip()
+    if endpoint and not configs.valid_endpoint(endpoint):
+        raise ValidationFailed({"endpoint": "Expected host:port, ipv4:port or [ipv6]:port."})
+    if current.endpoint_override != endpoint:
+        current.endpoint_override = endpoint
+        current.save(update_fields=["endpoint_override"])
+        for device_id in _devices_of_gateway(current.pk):
+            _refresh_config_version(device_id)
+    return current
+
+
 class HeartbeatResult:
     OK = "ok"
     REPLACED = "replaced"
@@ -435,6 +458,54 @@ def disconnect_gateway(
         _refresh_config_version(assignment.device_id)
     presence.send_on_commit(presence.to_gateways(pushes))
     return True
+
+
+def _endpoint_ip(endpoint: str | None) -> str | None:
+    if not endpoint:
+        return None
+    host = endpoint.rpartition(":")[0].strip("[]")
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
+
+
+@transaction.atomic
+def record_peer_stats(
+    gateway_id: uuid.UUID, peers: Iterable[protocol.PeerStat], now: datetime | None = None
+) -> int:
+    """Store a gateway's ``peer_stats`` report on the assignments of the static devices it
+    serves, and move the devices' "last seen" to their last handshake. Keys of devices the
+    gateway does not serve (another gateway's, another account's, deleted) are ignored.
+    Returns how many assignments were updated."""
+    now = now or timezone.now()
+    by_key = {s.public_key: s for s in peers}
+    gateway = Gateway.objects.filter(pk=gateway_id).only("account_id").first()
+    if gateway is None or not by_key:
+        return 0
+    rows = list(
+        StaticDeviceAssignment.objects.for_account(gateway.account_id)
+        .select_for_update(of=("self",))
+        .filter(gateway_id=gateway_id, device__public_key__in=list(by_key))
+        .select_related("device")
+    )
+    for a in rows:
+        stat = by_key[a.device.public_key]
+        a.last_handshake_at = stat.last_handshake_at
+        a.rx_bytes, a.tx_bytes = stat.rx_bytes, stat.tx_bytes
+        a.peer_endpoint = (stat.endpoint or "")[:100]
+        a.stats_at = now
+        if stat.last_handshake_at is not None:
+            ClientDevice.objects.filter(pk=a.device_id).filter(
+                Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=stat.last_handshake_at)
+            ).update(
+                last_seen_at=stat.last_handshake_at,
+                last_seen_remote_ip=_endpoint_ip(stat.endpoint),
+            )
+    StaticDeviceAssignment.objects.bulk_update(
+        rows, ["last_handshake_at", "rx_bytes", "tx_bytes", "peer_endpoint", "stats_at"]
+    )
+    return len(rows)
 
 
 def sweep_stale_gateways(now: datetime | None = None) -> int:
@@ -638,6 +709,49 @@ def revoke_authorizations(
             revoked_at=timezone.now(), revoke_reason=reason[:64]
         )
     return ids
+
+
+@transaction.atomic
+def reissue_static_device_key(
+    device: ClientDevice, *, public_key: str | None = None
+) -> RegisteredDevice:
+    """Give a static device a new key pair (or the given public key) and return its complete
+    config, once. For a device registered before its site had a gateway (its first config had no
+    peer) and for a lost private key: the old key stops working at once, everywhere."""
+    current = _locked_static_device(device)
+    private_key: str | None = None
+    if public_key is None:
+        private_key, public_key = generate_key_pair()
+    public_key = _check_public_key(current.account_id, public_key)
+    old_key, current.public_key = current.public_key, public_key
+    with integrity_errors_as_validation(_DEVICE_CONSTRAINTS):
+        current.save(update_fields=["public_key"])
+    assignments = list(
+        StaticDeviceAssignment.objects.filter(device_id=current.pk, gateway__isnull=False)
+    )
+    # (A disabled device has no assignments: _sync_device removed them.)
+    pushes: list[tuple[uuid.UUID, protocol.PortalMessage]] = []
+    if assignments:
+        secret = queries.key_secret(current.account_id)
+        resources = queries.assignment_resources(current.account_id, assignments)
+        for a in assignments:
+            assert a.gateway_id is not None
+            peer = queries.static_peer(current, a.gateway_id, resources[a.pk], secret)
+            pushes.append((a.gateway_id, protocol.RemoveStaticPeer(old_key)))
+            pushes.append((a.gateway_id, protocol.AddStaticPeer(peer)))
+    # The old key's activity says nothing about the new one.
+    StaticDeviceAssignment.objects.filter(device_id=current.pk).update(
+        last_handshake_at=None, rx_bytes=0, tx_bytes=0, peer_endpoint="", stats_at=None
+    )
+    # The private key line is not part of the digest: bump the version by hand so "is my config
+    # current?" still has a one-number answer.
+    ClientDevice.objects.filter(pk=current.pk).update(config_version=current.config_version + 1)
+    presence.send_on_commit(presence.to_gateways(pushes))
+    return RegisteredDevice(
+        device=current,
+        private_key=private_key,
+        config=configs.device_config(current, private_key=private_key),
+    )
 
 
 @transaction.atomic

@@ -56,6 +56,9 @@ def _gateway_rows(ui: UI, site: Site | None = None) -> Any:
             "last_seen_at",
             "last_seen_remote_ip",
             "last_seen_version",
+            "last_seen_endpoint",
+            "endpoint_guessed",
+            "endpoint_override",
             "ipv4",
             "ipv6",
             "account_id",
@@ -103,6 +106,7 @@ def overview(request: HttpRequest, ui: UI) -> HttpResponse:
             "counts": counts,
             **_gateway_context(ui, None),
             "recent": _recent_authorizations(ui),
+            "static_activity": queries.recent_static_activity(ui.account),
             "now": timezone.now(),
             "poll": POLL_SECONDS,
         },
@@ -182,7 +186,10 @@ def _deploy_page(request: HttpRequest, ui: UI, site: Site, secret: str) -> HttpR
                 "site": site,
                 "secret": secret,
                 "portal_url": url,
-                "command": f"firezone-gateway --portal-url {url} --token {secret}",
+                "command": f"firezone-gateway --portal-url {url} "
+                "--token-file /etc/firezone/gateway-token",
+                "env_command": f"FIREZONE_TOKEN='{secret}' firezone-gateway --portal-url {url}",
+                "default_port": settings.FZ_GATEWAY_PORT,
                 "poll": POLL_SECONDS,
                 **_gateway_context(ui, site),
             },
@@ -333,6 +340,30 @@ def site_delete(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
     )
 
 
+@admin_required
+def gateway_endpoint(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
+    gateway = get_or_404(Gateway.objects.for_account(ui.account).select_related("site"), pk)
+    form = forms.GatewayEndpointForm(
+        request.POST or None, initial={"endpoint": gateway.endpoint_override}
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.set_gateway_endpoint(gateway, endpoint=form.cleaned_data["endpoint"])
+        except ValidationFailed as exc:
+            apply_errors(form, exc)
+        else:
+            messages.success(request, f"Endpoint of {gateway.name} saved.")
+            return redirect("site_detail", gateway.site_id)
+    return form_page(
+        request,
+        ui,
+        form,
+        title=f"Public endpoint of {gateway.name}",
+        nav="sites",
+        cancel_url=reverse("site_detail", args=[gateway.site_id]),
+    )
+
+
 # --- devices -----------------------------------------------------------------------------------
 
 
@@ -401,21 +432,7 @@ def device_new(request: HttpRequest, ui: UI) -> HttpResponse:
             except ValidationFailed as exc:
                 apply_errors(form, exc)
             else:
-                # Post-redirect-get: the config (with a generated private key) is shown once on
-                # the page this redirects to; a reload registers nothing and shows no key.
-                config = registered.config
-                once.stash(
-                    request,
-                    "device_config",
-                    registered.device.pk,
-                    {
-                        "text": config.text,
-                        "version": config.version,
-                        "filename": config.filename,
-                        "has_private_key": registered.private_key is not None,
-                    },
-                )
-                return redirect("device_registered", registered.device.pk)
+                return _show_device_config(request, registered)
     return form_page(
         request,
         ui,
@@ -425,6 +442,31 @@ def device_new(request: HttpRequest, ui: UI) -> HttpResponse:
         cancel_url=reverse("device_list"),
         submit_label="Register device",
     )
+
+
+def _show_device_config(
+    request: HttpRequest, registered: services.RegisteredDevice
+) -> HttpResponse:
+    # Post-redirect-get: the config (with a generated private key) is shown once on the page
+    # this redirects to; a reload registers nothing and shows no key.
+    config = registered.config
+    once.stash(
+        request,
+        "device_config",
+        registered.device.pk,
+        {
+            "text": config.text,
+            "version": config.version,
+            "filename": config.filename,
+            "has_private_key": registered.private_key is not None,
+        },
+    )
+    return redirect("device_registered", registered.device.pk)
+
+
+def _missing_gateways(device: ClientDevice) -> list[str]:
+    """Names of the sites the device has resources in but that have no gateway yet."""
+    return sorted(a.site.name for a in queries.device_assignments(device) if a.gateway_id is None)
 
 
 @member_required
@@ -451,6 +493,7 @@ def device_registered(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
                 "qr": configs.qr_svg(config.text),
                 "has_private_key": stashed["has_private_key"],
                 "data_url": data_url,
+                "missing_gateways": _missing_gateways(device),
             },
             nav="devices",
         )
@@ -463,6 +506,7 @@ def device_detail(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
     assignments = []
     if device.kind == ClientDevice.Kind.STATIC:
         assignments = list(queries.device_assignments(device))
+    missing = sorted(a.site.name for a in assignments if a.gateway_id is None)
     return render_page(
         request,
         ui,
@@ -470,6 +514,8 @@ def device_detail(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
         {
             "device": device,
             "assignments": assignments,
+            "missing_gateways": missing,
+            "never_seen": not any(a.last_handshake_at for a in assignments),
         },
         nav="devices",
     )
@@ -523,6 +569,30 @@ def _device_action(request: HttpRequest, ui: UI, pk: str, *, action: str) -> Htt
         question=f"{action.title()} the device {device.name}?",
         consequence=consequence,
         confirm_label=action.title(),
+        cancel_url=reverse("device_detail", args=[device.pk]),
+    )
+
+
+@member_required
+def device_new_config(request: HttpRequest, ui: UI, pk: str) -> HttpResponse:
+    """A new key pair and the complete config, shown once (the old key stops working)."""
+    device = _static_device(ui, pk)
+    if request.method == "POST":
+        try:
+            registered = services.reissue_static_device_key(device)
+        except ValidationFailed as exc:
+            messages.error(request, error_text(exc))
+            return redirect("device_detail", device.pk)
+        return _show_device_config(request, registered)
+    return confirm_page(
+        request,
+        ui,
+        title=f"New key and config for {device.name}",
+        nav="devices",
+        question=f"Generate a new key pair and config for {device.name}?",
+        consequence="The complete config, with the new private key, is shown once. The old "
+        "config stops working at once; import the new one on the device.",
+        confirm_label="New key and config",
         cancel_url=reverse("device_detail", args=[device.pk]),
     )
 

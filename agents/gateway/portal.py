@@ -43,6 +43,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -52,7 +53,7 @@ from agents import protocol as p
 from agents.gateway import portal_state as ps
 from agents.gateway.core import GatewayCore, Output
 from agents.net.filter import TUNNEL_IPV4, TUNNEL_IPV6
-from agents.wireguard.device import Transmit
+from agents.wireguard.device import Device, Transmit
 
 log = logging.getLogger("agents.gateway.portal")
 
@@ -207,7 +208,8 @@ def add_portal_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGro
         "--endpoint",
         metavar="HOST:PORT",
         help="where clients reach the WireGuard port (default: guessed by the portal from the "
-        "websocket's source address; set it behind NAT or a proxy)",
+        "websocket's source address; set it behind NAT or a proxy; an endpoint an admin sets "
+        "for the gateway in the portal wins)",
     )
     parser.add_argument(
         "--listen-port",
@@ -271,7 +273,8 @@ def options_from_args(args: argparse.Namespace, env: dict[str, str] | os._Enviro
         log.warning(
             "no --endpoint: the portal will guess this gateway's endpoint from the websocket's "
             "source address and port 51820; pass --endpoint HOST:PORT if clients reach it "
-            "another way (NAT, proxy, other port)",
+            "another way (NAT, proxy, other port), or set the gateway's public endpoint in the "
+            "portal (site page), which wins over both",
             extra={"listen_port": args.listen_port},
         )
     if args.ifname:
@@ -385,12 +388,47 @@ class SharedCore:
         with self.lock:
             return self.core.poll_timeout()
 
+    def peer_stats(self, public_keys: Sequence[str]) -> list[p.PeerStat]:
+        """What the WireGuard device knows about these peers (unknown keys are left out)."""
+        device = self.core.device
+        if not isinstance(device, Device):  # a substitute device keeps no statistics
+            return []
+        offset = self._wall_offset()
+        raw: list[tuple[str, float | None, tuple[int, int], Endpoint | None]] = []
+        with self.lock:
+            for key in public_keys:
+                public = base64.b64decode(key)
+                transfer = device.peer_transfer(public)
+                if transfer is not None:
+                    handshake = device.peer_last_handshake(public)
+                    raw.append((key, handshake, transfer, device.peer_endpoint(public)))
+        return [
+            p.PeerStat(
+                public_key=key,
+                # Whole seconds: the report is for people, and an unchanged peer stays unchanged.
+                last_handshake_at=None
+                if handshake is None
+                else datetime.fromtimestamp(int(handshake + offset), UTC),
+                rx_bytes=rx,
+                tx_bytes=tx,
+                endpoint=_format_endpoint(endpoint),
+            )
+            for key, handshake, (rx, tx), endpoint in raw
+        ]
+
     def apply(self, commands: Sequence[ps.Command]) -> None:
         if not commands:
             return
         offset = self._wall_offset()
         with self.lock:
             ps.apply(self.core, commands, offset)
+
+
+def _format_endpoint(endpoint: Endpoint | None) -> str | None:
+    if endpoint is None:
+        return None
+    host, port = endpoint[0], endpoint[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 # --- the portal connection ---------------------------------------------------------------------
@@ -422,6 +460,8 @@ class PortalClient:
         self.connected = False
         self.inits = 0
         self._announced: p.CloseCode | None = None
+        self._stats_sent: dict[str, p.PeerStat] = {}
+        self._stats_unsupported = False  # the portal said it does not know peer_stats
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -497,6 +537,9 @@ class PortalClient:
 
         assert self._stop is not None
         self._announced = None
+        # A new connection (maybe another portal process, maybe upgraded) gets them all.
+        self._stats_sent = {}
+        self._stats_unsupported = False
         try:
             async with connect(
                 self.url(),
@@ -583,11 +626,26 @@ class PortalClient:
                     return
                 if action == "send":
                     await ws.send(p.dump(p.Heartbeat()))
+                    stats = self.peer_stats_report()
+                    if stats is not None:
+                        await ws.send(p.dump(stats))
         finally:
             for task in (recv_task, stop_task):
                 task.cancel()
                 with contextlib.suppress(BaseException):
                     await task
+
+    def peer_stats_report(self) -> p.PeerStats | None:
+        """The static peers whose statistics changed since the last report (None: none did).
+        Sent with a heartbeat, so at most once per heartbeat interval."""
+        if self._stats_unsupported:
+            return None
+        current = self.core.peer_stats(sorted(self.state.wanted.static_peers))
+        changed = tuple(s for s in current if self._stats_sent.get(s.public_key) != s)
+        if not changed:
+            return None
+        self._stats_sent = {s.public_key: s for s in current}
+        return p.PeerStats(changed)
 
     @staticmethod
     async def _send_all(ws: Any, messages: Sequence[p.GatewayMessage]) -> None:
@@ -616,7 +674,7 @@ class PortalClient:
         except p.ProtocolError as exc:
             log.warning("invalid message from the portal", extra={"reason": exc.reason})
             return None, []
-        assert not isinstance(msg, p.Heartbeat | p.AuthorizationAck)
+        assert not isinstance(msg, p.Heartbeat | p.AuthorizationAck | p.PeerStats)
         return msg, self.handle(msg)
 
     def handle(self, msg: p.PortalMessage) -> list[p.GatewayMessage]:
@@ -629,6 +687,8 @@ class PortalClient:
             # The portal names its close code in an error frame right before closing, because
             # not every ASGI server passes the close code/reason through.
             self._announced = p.CloseCode.__members__.get(msg.code.upper(), self._announced)
+            if msg.code == "invalid_message" and f"'{p.PeerStats.TYPE}'" in msg.reason:
+                self._stats_unsupported = True  # an older portal: peer_stats is optional
             return []
         if isinstance(msg, p.HeartbeatReply):
             return []

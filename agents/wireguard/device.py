@@ -211,7 +211,9 @@ class Peer:
         "public",
         "queue",
         "retransmit_due",
+        "rx_bytes",
         "sent_last_minute_handshake",
+        "tx_bytes",
         "zero_keys_due",
     )
 
@@ -242,6 +244,9 @@ class Peer:
         # Last authenticated packet sent or received, for the persistent keepalive. -inf makes a
         # newly configured persistent keepalive fire at once, as wg does.
         self.last_traversal = -_INF
+        # Transport-data datagram bytes sent / authenticated and received (like wg's transfer).
+        self.rx_bytes = 0
+        self.tx_bytes = 0
 
     def next_due(self) -> float:
         due = _INF
@@ -352,6 +357,11 @@ class Device:
         peer = self._peers.get(public_key)
         return peer.handshake_started if peer is not None else None
 
+    def peer_transfer(self, public_key: bytes) -> tuple[int, int] | None:
+        """(received, sent) transport-data bytes of the peer (None if unknown)."""
+        peer = self._peers.get(public_key)
+        return (peer.rx_bytes, peer.tx_bytes) if peer is not None else None
+
     def peer_has_session(self, public_key: bytes, now: float) -> bool:
         """True if a packet for the peer would be sent at once rather than queued."""
         peer = self._peers.get(public_key)
@@ -388,6 +398,7 @@ class Device:
             peer.new_handshake_due = due
             if due < self._next_timer:
                 self._next_timer = due
+        peer.tx_bytes += len(data)
         return [Transmit(peer.endpoint, data)]
 
     def _encapsulate_slow(
@@ -416,6 +427,7 @@ class Device:
         if packet and peer.new_handshake_due is None:
             peer.new_handshake_due = now + _NEW_HANDSHAKE_AFTER
             self._next_timer = min(self._next_timer, peer.new_handshake_due)
+        peer.tx_bytes += len(data)
         out = [Transmit(endpoint, data)]
         t = self._initiate(peer, now, False)
         if t is not None:
@@ -458,6 +470,7 @@ class Device:
             )
         if not out:
             return endpoint, out, []
+        peer.tx_bytes += sum(map(len, out))
         peer.keepalive_due = None
         peer.last_traversal = now
         if data_sent and peer.new_handshake_due is None:
@@ -537,6 +550,7 @@ class Device:
                 kp.window_bits |= 1 << (top - counter)
             peer: Peer = kp.peer
             peer.endpoint = source
+            peer.rx_bytes += len(data)
             peer.last_traversal = now
             peer.new_handshake_due = None
             transmits: list[Transmit] | None = None
@@ -614,6 +628,7 @@ class Device:
             kp.window_bits |= 1 << (top - counter)
         peer: Peer = kp.peer
         peer.endpoint = source
+        peer.rx_bytes += len(data)
         peer.last_traversal = now
         peer.new_handshake_due = None
         transmits: list[Transmit] = []

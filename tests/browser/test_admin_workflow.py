@@ -72,8 +72,10 @@ def test_admin_workflow(
     page.click("[data-testid=save]")
     command = page.inner_text("#gateway-command")
     assert re.fullmatch(
-        r"firezone-gateway --portal-url ws://[^ ]+ --token fzg_[0-9a-f]{32}_\S+", command
+        r"firezone-gateway --portal-url ws://[^ ]+ --token-file /etc/firezone/gateway-token",
+        command,
     ), command
+    assert re.search(r"'fzg_[0-9a-f]{32}_\S+'", page.inner_text("#gateway-token-file"))
     assert "--token-file /etc/firezone/gateway-token" in page.inner_text("#gateway-unit")
     shots(page, "site-deploy")
 

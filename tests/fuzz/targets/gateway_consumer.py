@@ -65,7 +65,14 @@ def _setup() -> tuple[asyncio.AbstractEventLoop, Any]:
             ) -> None:
                 self.sent.append(text_data if text_data is not None else bytes_data)
 
+            async def _answered(self, authorization_id: uuid.UUID, *, ok: bool) -> None:
+                # The database side of an ack (forwarding it to the client that asked) is
+                # covered by tests/integration/gateways/test_clients.py; here: parsing only.
+                self.answered.append((authorization_id, ok))
+
         consumer = RecordingConsumer()
+        consumer.answered = []
+        consumer.account_id = uuid.UUID("1b2c3d4e-5f60-4172-8394-a5b6c7d8e9f0")
         consumer.sent = []
         consumer._closed = False
         consumer.gateway_id = uuid.UUID("8d6f2a8e-3f0c-4a53-9b1e-1e1f0f7c2d11")

@@ -552,3 +552,69 @@ async def test_heartbeats_are_answered_and_bad_frames_get_an_error(bob: Actor) -
     assert error["code"] == "invalid_message" and "from the client" in error["reason"]
     await asyncio.sleep(0)
     await client.disconnect()
+
+
+async def test_the_session_providers_condition_grants_and_disabling_it_revokes(
+    acme: Account, site: Site, bob: Actor, token: str
+) -> None:
+    from datetime import timedelta
+
+    _, resource, policy = await db(setup_access)(acme, site, bob)
+    provider = await db(account_services.create_auth_provider)(acme, name="Email", kind="email")
+    await db(policy_services.update_policy)(
+        policy,
+        conditions=[{"property": "provider_id", "operator": "is_in", "values": [str(provider.pk)]}],
+    )
+    gateway, _ = await gateway_online(token)
+
+    def signed_in_token() -> str:
+        issued = account_services.create_token(
+            acme, kind=Token.Kind.CLIENT, actor=bob, expires_at=timezone.now() + timedelta(hours=1)
+        )
+        Token.objects.filter(pk=issued.token.pk).update(provider=provider)
+        return issued.secret
+
+    # A token not signed in through the provider fails the condition.
+    plain, _, _ = await open_client(await db(client_token)(bob), client_path(external_id="a"))
+    await plain.request(resource.pk)
+    answer = await plain.receive()
+    assert (answer["reason"], answer["violated"]) == ("forbidden", ["provider_id"])
+    await plain.disconnect()
+    client, _, _ = await open_client(await db(signed_in_token)(), client_path(external_id="b"))
+    create, created = await authorized(client, gateway, resource.pk)
+    assert created["type"] == "authorization_created"
+    await db(account_services.disable_auth_provider)(provider)
+    reject = await gateway.receive_type("reject_access")
+    assert create["authorization"]["id"] in reject["authorization_ids"]
+    code, _ = await client.close_code()
+    assert code == 4001  # its token was revoked with the provider
+    await gateway.disconnect()
+
+
+async def test_a_moved_resource_and_an_expired_flow_are_revoked(
+    acme: Account, site: Site, bob: Actor, token: str
+) -> None:
+    from datetime import timedelta
+
+    from gateways import services as gateway_services
+
+    _, resource, _ = await db(setup_access)(acme, site, bob)
+    gateway, _ = await gateway_online(token)
+    client, _, _ = await open_client(await db(client_token)(bob))
+    first, _ = await authorized(client, gateway, resource.pk)
+    second, _ = await authorized(client, gateway, resource.pk)
+    # The time window ended (or the session): the beat job expires it.
+    await db(
+        lambda: Authorization.objects.filter(pk=first["authorization"]["id"]).update(
+            expires_at=timezone.now() - timedelta(seconds=1)
+        )
+    )()
+    assert await db(gateway_services.expire_authorizations)() == 1
+    reject = await gateway.receive_type("reject_access")
+    assert reject["authorization_ids"] == [first["authorization"]["id"]]
+    other_site = await db(gateway_services.create_site)(acme, name="Paris")
+    await db(policy_services.update_resource)(resource, site=other_site)
+    reject = await gateway.receive_type("reject_access")
+    assert reject["authorization_ids"] == [second["authorization"]["id"]]
+    await client.disconnect()
+    await gateway.disconnect()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -56,9 +57,13 @@ def test_creating_a_site_shows_the_token_once_with_the_command(
     assert response.status_code == 200
     html = response.content.decode()
     command = html.split('id="gateway-command">', 1)[1].split("</code>", 1)[0]
-    assert command.startswith("firezone-gateway --portal-url ws://portal.test --token fzg_")
+    assert command == (
+        "firezone-gateway --portal-url ws://portal.test --token-file /etc/firezone/gateway-token"
+    )
     assert response["Cache-Control"] == "no-store"
-    secret = command.rsplit(" ", 1)[1]
+    match = re.search(r"'(fzg_[^'\s]+)'", html.split('id="gateway-token-file">', 1)[1])
+    assert match is not None
+    secret = match.group(1)
     assert "ExecStart=/usr/local/bin/firezone-gateway --portal-url ws://portal.test" in html
     token = accounts.use_token(secret, kind=Token.Kind.GATEWAY)
     assert token is not None and token.gateway_binding.site.name == "Berlin"
@@ -75,7 +80,7 @@ def test_a_new_gateway_token_can_be_issued_and_revoked(alice_client: Client, wor
 
     site = world["site"]
     response = alice_client.post(reverse("site_token", args=[site.pk]), follow=True)
-    assert b"--token fzg_" in response.content
+    assert b"FIREZONE_TOKEN=&#x27;fzg_" in response.content
     assert (
         Token.objects.for_account(site.account_id).filter(gateway_binding__site=site).count() == 2
     )
@@ -495,10 +500,10 @@ def test_lists_search_and_paginate(alice_client: Client, world: Any, acme: Any) 
 def test_device_detail_lists_the_sites_its_config_reaches(alice_client: Client, world: Any) -> None:
     def reach(device: Any) -> str:
         html = alice_client.get(reverse("device_detail", args=[device.pk])).content.decode()
-        return html.split('<ul class="plain">', 1)[1].split("</ul>", 1)[0]
+        return html.split("<h2>Gateways</h2>", 1)[1].split("</section>", 1)[0]
 
     # bob is in Engineering, whose policy reaches Wiki at HQ; alice is granted nothing.
-    assert "HQ:" in reach(world["device"])
+    assert "<td>HQ</td>" in reach(world["device"])
     assert "No resources reachable yet" not in reach(world["device"])
     assert "No resources reachable yet" in reach(world["alice_device"])
-    assert "HQ:" not in reach(world["alice_device"])
+    assert "<td>HQ</td>" not in reach(world["alice_device"])

@@ -3,6 +3,7 @@ page shows the secret once, and a reload neither creates a second object nor sho
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -19,8 +20,11 @@ pytestmark = pytest.mark.django_db
 
 
 def _command_secret(html: str) -> str:
-    command = html.split('id="gateway-command">', 1)[1].split("</code>", 1)[0]
-    return command.rsplit(" ", 1)[1]
+    """The token from the deploy page's token-file step (printf '%s\\n' 'fzg_...')."""
+    block = html.split('id="gateway-token-file">', 1)[1].split("</code>", 1)[0]
+    match = re.search(r"'(fzg_[^'\s]+)'", block)
+    assert match is not None, block
+    return match.group(1)
 
 
 def test_creating_a_site_redirects_and_a_reload_creates_nothing_and_shows_no_secret(

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('gateways', '0004_site_state_removed'),
+        ('gateways', '0005_first_run_endpoint_and_peer_stats'),
     ]
 
     operations = [
