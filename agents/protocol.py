@@ -14,6 +14,13 @@ agent reports its static peers' activity with ``peer_stats`` (at most every hear
 only when something changed); a portal that does not know the type answers ``error`` and nothing
 else happens.
 
+Convergence: a push can be lost (a Redis blip, a portal process dying after the commit), so each
+``heartbeat_reply`` may carry ``state_digest``, the :func:`state_digest` of what the database says
+the gateway should hold. The agent computes the same digest over what the portal told it; on a
+mismatch it sends ``resync_request`` and the portal answers with a fresh ``init`` (applied
+retain-only). A lost message is therefore repaired within one heartbeat interval plus a round
+trip; the pushes stay the fast path.
+
 Every frame is one JSON object with a ``type`` member naming the message; the other members are the
 message's fields. Unknown members are ignored (a v1 peer may add optional members); an unknown
 ``type``, a missing or malformed field is a :class:`ProtocolError`. The same module is imported by
@@ -27,9 +34,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
+import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import IntEnum
@@ -81,10 +90,12 @@ __all__ = [
     "ResourceCreatedOrUpdated",
     "ResourceDeleted",
     "ResourceUpdated",
+    "ResyncRequest",
     "StaticPeer",
     "TokenRotated",
     "dump",
     "parse_message",
+    "state_digest",
     "valid_public_key",
     "versions_compatible",
 ]
@@ -564,16 +575,55 @@ class RemoveStaticPeer:
         return {"public_key": self.public_key}
 
 
+_DIGEST: Final = re.compile(r"[0-9a-f]{64}")
+
+
+def _opt_digest(data: Mapping[str, Any], where: str) -> str | None:
+    value = data.get("state_digest")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _DIGEST.fullmatch(value):
+        raise ProtocolError(f"{where}.state_digest: expected 64 lowercase hex digits")
+    return value
+
+
+def state_digest(
+    static_peers: Iterable[StaticPeer], authorizations: Iterable[Authorization]
+) -> str:
+    """SHA-256 (hex) of a gateway's state in canonical form: static peers by public key, their
+    resources by id, authorizations by id, JSON with sorted keys. Order-independent, so the
+    portal (database rows) and the agent (messages applied in order) get the same value for the
+    same content. Filters keep their order (the portal sends them as stored)."""
+    peers = sorted(
+        (
+            {**sp.to_json(), "resources": sorted((r.to_json() for r in sp.resources),
+                                                 key=lambda r: str(r["id"]))}
+            for sp in static_peers
+        ),
+        key=lambda sp: str(sp["public_key"]),
+    )  # fmt: skip
+    auths = sorted((a.to_json() for a in authorizations), key=lambda a: str(a["id"]))
+    text = json.dumps(
+        {"static_peers": peers, "authorizations": auths}, sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 @dataclass(frozen=True, slots=True)
 class HeartbeatReply:
+    """Answer to ``heartbeat``. ``state_digest`` (optional): :func:`state_digest` of the state the
+    portal's database holds for this gateway right now; an agent whose own digest differs asks
+    for ``init`` again with ``resync_request``."""
+
     TYPE: ClassVar[str] = "heartbeat_reply"
+    state_digest: str | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> HeartbeatReply:
-        return cls()
+        return cls(_opt_digest(data, "heartbeat_reply"))
 
     def to_json(self) -> dict[str, Any]:
-        return {}
+        return {} if self.state_digest is None else {"state_digest": self.state_digest}
 
 
 @dataclass(frozen=True, slots=True)
@@ -698,6 +748,22 @@ class PeerStats:
 
     def to_json(self) -> dict[str, Any]:
         return {"peers": [v.to_json() for v in self.peers]}
+
+
+@dataclass(frozen=True, slots=True)
+class ResyncRequest:
+    """The agent's state digest differs from the one in ``heartbeat_reply``: send ``init`` again.
+    ``state_digest``: the agent's own digest (for the portal's log)."""
+
+    TYPE: ClassVar[str] = "resync_request"
+    state_digest: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ResyncRequest:
+        return cls(_opt_digest(data, "resync_request"))
+
+    def to_json(self) -> dict[str, Any]:
+        return {} if self.state_digest is None else {"state_digest": self.state_digest}
 
 
 # --- both directions -----------------------------------------------------------------------------
@@ -1082,7 +1148,7 @@ PortalMessage: TypeAlias = (
     | TokenRotated
     | Error
 )
-GatewayMessage: TypeAlias = Heartbeat | AuthorizationAck | PeerStats | Error
+GatewayMessage: TypeAlias = Heartbeat | AuthorizationAck | PeerStats | ResyncRequest | Error
 Message: TypeAlias = PortalMessage | GatewayMessage | PortalToClientMessage | ClientMessage
 
 _PORTAL_TYPES: Final[dict[str, Any]] = {
@@ -1100,7 +1166,7 @@ _PORTAL_TYPES: Final[dict[str, Any]] = {
     )
 }
 _GATEWAY_TYPES: Final[dict[str, Any]] = {
-    cls.TYPE: cls for cls in (Heartbeat, AuthorizationAck, PeerStats, Error)
+    cls.TYPE: cls for cls in (Heartbeat, AuthorizationAck, PeerStats, ResyncRequest, Error)
 }
 _ALL_TYPES: Final[dict[str, Any]] = {**_PORTAL_TYPES, **_GATEWAY_TYPES}
 _PORTAL_TO_CLIENT_TYPES: Final[dict[str, Any]] = {

@@ -244,6 +244,12 @@ def main() -> None:
     daphne: subprocess.Popen[bytes] | None = None
     try:
         setup_django(database_url)
+        # No Celery worker here: the static-device recomputation a policy creation queues
+        # (gateways.sync_account_static_devices) runs inline in this process, after the commit.
+        from gateways import tasks as gateway_tasks
+
+        sync_task = gateway_tasks.sync_account_static_devices
+        setattr(sync_task, "delay", lambda account_id: sync_task(account_id))  # noqa: B010
         port = _free_port()
         # The real agent reaches the same process through a unix socket (see _agent_lab).
         unix = ["-u", str(socket_path)] if agent is not None else []

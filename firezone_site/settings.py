@@ -333,6 +333,12 @@ FZ_TUNNEL_IPV4 = "100.64.0.0/11"
 FZ_TUNNEL_IPV6 = "fd00:2021:1111::/107"
 FZ_GATEWAY_PORT = 51820
 FZ_HEARTBEAT_TIMEOUT_S = float(os.environ.get("FZ_HEARTBEAT_TIMEOUT_S", "37"))
+# Sent to gateways in ``init`` (protocol.HEARTBEAT_INTERVAL_S by default). A lost push is repaired
+# within about one interval (state digest in heartbeat_reply); keep it well under the timeout.
+FZ_HEARTBEAT_INTERVAL_S = float(os.environ.get("FZ_HEARTBEAT_INTERVAL_S", "10"))
+# Every Nth heartbeat_reply carries the state digest (0: none, no convergence). A lost push is
+# repaired within about N intervals; each digest costs one fingerprint query (docs/protocol.md).
+FZ_STATE_DIGEST_EVERY = int(os.environ.get("FZ_STATE_DIGEST_EVERY", "1"))
 # Client agents (issue 10): how long a dynamic authorization lasts at most (the token's expiry and
 # time-window conditions may end it earlier), how long the portal waits for the gateway's ack, and
 # the reverse proxies whose X-Forwarded-For is believed (comma-separated CIDRs; the first hop from

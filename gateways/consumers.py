@@ -16,12 +16,14 @@ import contextlib
 import logging
 import re
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import DatabaseError
 from django.utils import timezone
 
 from agents import protocol
@@ -33,6 +35,12 @@ log = logging.getLogger(__name__)
 #: Presence (last_seen_at) is written at most this often per connection; the stale-gateway sweep
 #: allows three heartbeat timeouts, far more than this.
 PRESENCE_WRITE_INTERVAL_S = 15.0
+#: State digests run on a thread of their own (with its own database connection), so a burst of
+#: heartbeats from many gateways never queues ahead of the consumers' other database calls
+#: (connects, presence) in Channels' single database thread; a connection whose previous digest
+#: is still running gets a reply without one.
+_DIGEST_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fz-digest")
+
 #: Channel-layer group memberships expire (channels_redis group_expiry, one day by default);
 #: long-lived sockets re-join well before that.
 GROUP_REFRESH_INTERVAL_S = 3600.0
@@ -108,7 +116,10 @@ def bearer_token(headers: list[tuple[bytes, bytes]]) -> str:
 
 class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     gateway_id: uuid.UUID | None = None
-    account_id: uuid.UUID
+    account_id: uuid.UUID | None = None  # both set once connect() authenticated the gateway
+    _heartbeats = 0
+    _digest_task: asyncio.Task[None] | None = None
+    _last_resync = -float("inf")
 
     async def connect(self) -> None:
         self._closed = False
@@ -118,6 +129,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self._last_rx = loop.time()
         self._last_presence = loop.time()
         self._last_join = loop.time()
+        self._digest_cache = queries.DigestCache()
         # Accept first: only an accepted websocket can be closed with a 4000-range code.
         await self.accept()
         client = self.scope.get("client")
@@ -175,7 +187,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self.send(text_data=protocol.dump(protocol.Error("invalid_message", exc.reason)))
             return
         if isinstance(message, protocol.Heartbeat):
-            await self.send(text_data=protocol.dump(protocol.HeartbeatReply()))
+            await self._reply_to_heartbeat()
             if loop.time() - self._last_presence >= PRESENCE_WRITE_INTERVAL_S:
                 self._last_presence = loop.time()
                 await self._heartbeat()
@@ -185,6 +197,8 @@ class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self._answered(message.authorization_id, ok=True)
         elif isinstance(message, protocol.PeerStats):
             await database_sync_to_async(services.record_peer_stats)(self.gateway_id, message.peers)
+        elif isinstance(message, protocol.ResyncRequest):
+            await self._resync()
         elif isinstance(message, protocol.Error):
             if message.authorization_id is not None:  # it could not install that flow
                 await self._answered(message.authorization_id, ok=False)
@@ -197,7 +211,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             )
 
     async def _answered(self, authorization_id: uuid.UUID, *, ok: bool) -> None:
-        assert self.gateway_id is not None
+        assert self.gateway_id is not None and self.account_id is not None
         # Off the shared database thread: acks of many gateways are answered in parallel.
         envelopes = await database_sync_to_async(clients.gateway_answered, thread_sensitive=False)(
             self.account_id, self.gateway_id, authorization_id, ok=ok
@@ -206,6 +220,51 @@ class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await presence.send_async(envelopes)
         except Exception:  # the client's request then times out and fails closed
             log.exception("could not forward the answer for authorization %s", authorization_id)
+
+    async def _reply_to_heartbeat(self) -> None:
+        """Answer at once, or - when this heartbeat carries the state digest - from a task of its
+        own: the consumer handles one message at a time, and a push (a revocation) must never
+        wait for a digest query queued behind other connections' in the database thread."""
+        every = int(settings.FZ_STATE_DIGEST_EVERY)
+        self._heartbeats += 1
+        busy = self._digest_task is not None and not self._digest_task.done()
+        if every <= 0 or self._heartbeats % every or busy or self.account_id is None:
+            await self.send(text_data=protocol.dump(protocol.HeartbeatReply()))
+            return
+        self._digest_task = asyncio.get_running_loop().create_task(self._send_digest())
+
+    async def _send_digest(self) -> None:
+        digest = await self._state_digest()
+        if not self._closed:
+            with contextlib.suppress(Exception):  # the socket may be closing
+                await self.send(text_data=protocol.dump(protocol.HeartbeatReply(digest)))
+
+    async def _state_digest(self) -> str | None:
+        assert self.gateway_id is not None and self.account_id is not None
+        try:
+            digest: str | None = await database_sync_to_async(
+                queries.state_digest, thread_sensitive=False, executor=_DIGEST_EXECUTOR
+            )(self.account_id, self.gateway_id, timezone.now(), self._digest_cache)
+        except DatabaseError:  # the reply still proves liveness; the next one carries a digest
+            log.warning("no state digest for gateway %s (database error)", self.gateway_id)
+            return None
+        return digest
+
+    async def _resync(self) -> None:
+        """Send ``init`` again (the agent found its state digest differs from ours). At most
+        one per half heartbeat interval: the agent backs off itself, this bounds a bad one."""
+        if self.gateway_id is None or self.account_id is None:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._last_resync < float(settings.FZ_HEARTBEAT_INTERVAL_S) / 2:
+            return
+        self._last_resync = loop.time()
+        init = await database_sync_to_async(queries.gateway_init)(
+            self.account_id, self.gateway_id, timezone.now()
+        )
+        if init is not None:
+            log.info("gateway %s asked for a resync", self.gateway_id)
+            await self.send(text_data=protocol.dump(init))
 
     async def _heartbeat(self) -> None:
         assert self.gateway_id is not None
@@ -251,9 +310,10 @@ class GatewayConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             return
         self._cleaned = True
         self._closed = True
-        watchdog = getattr(self, "_watchdog", None)
-        if watchdog is not None and watchdog is not asyncio.current_task():
-            watchdog.cancel()
+        for name in ("_watchdog", "_digest_task"):
+            task = getattr(self, name, None)
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
         for group in getattr(self, "_joined", []):
             with contextlib.suppress(Exception):
                 await self.channel_layer.group_discard(group, self.channel_name)

@@ -3,8 +3,17 @@
 Subscribed in ``GatewaysConfig.ready()``; ``firezone_site.events`` calls them from
 ``transaction.on_commit``, so a rolled-back change never reaches a gateway. Revocation is pushed
 first and directly (one query, then ``group_send`` to the gateways holding the authorizations):
-no Celery hop sits between the commit and ``reject_access``. Static devices are recomputed after
-that, each in its own short transaction whose pushes again go out on commit.
+no Celery hop sits between the commit and ``reject_access``.
+
+Static devices: revocation stays synchronous too. A narrowing policy or resource change takes
+the resources away here from the devices that hold them and may no longer reach them
+(`services.revoke_static_access`: one bulk evaluation, one transaction, pushes on commit); a
+narrowing scoped to actors, groups or devices recomputes those devices (each in its own short
+transaction). Everything else - the account-wide recomputation a change implies, widening,
+config versions - runs in the ``gateways.sync_account_static_devices`` Celery task, queued after
+the commit and coalesced per account (`gateways.tasks.request_static_sync`), so an admin's
+request does not pay for every device of the account. A push lost on the way is repaired by the
+gateways' state digest (docs/protocol.md, "Convergence").
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ import uuid
 from accounts.models import Token
 from agents import protocol
 from firezone_site.events import AccessChanged
-from gateways import presence, queries, services
+from gateways import presence, queries, services, tasks
 from policies.models import Resource
 
 log = logging.getLogger(__name__)
@@ -107,17 +116,26 @@ def _close_connections(event: AccessChanged) -> None:
     presence.send_now(envelopes)
 
 
-def _sync_static_devices(event: AccessChanged) -> None:
-    everything = bool(event.resource_ids or event.policy_ids) or not (
-        event.actor_ids or event.group_ids or event.device_ids
-    )
-    device_ids = queries.affected_static_devices(
-        event.account_id,
-        actor_ids=event.actor_ids,
-        group_ids=event.group_ids,
-        device_ids=event.device_ids,
-        everything=everything,
-    )
+def _revoke_static_access(event: AccessChanged) -> None:
+    """Synchronously take away what a narrowing event took from static devices."""
+    if event.resource_ids:
+        # Policy and resource changes: only holders of those resources can lose anything;
+        # one bulk evaluation for all of them (the group scope is implied by the policies).
+        services.revoke_static_access(
+            event.account_id,
+            event.resource_ids,
+            readdressed=event.reason == "resource_readdressed",
+        )
+        return
+    if event.actor_ids or event.group_ids or event.device_ids:
+        device_ids = queries.affected_static_devices(
+            event.account_id,
+            actor_ids=event.actor_ids,
+            group_ids=event.group_ids,
+            device_ids=event.device_ids,
+        )
+    else:  # account-wide narrowing without a resource (the account was disabled)
+        device_ids = queries.affected_static_devices(event.account_id, everything=True)
     services.sync_static_devices(event.account_id, device_ids)
 
 
@@ -129,8 +147,10 @@ def on_access_changed(event: AccessChanged) -> None:
     if event.filters_only:
         _push_resource_updates(event.account_id, event.resource_ids)
         return  # filters are not part of static configs; resource_updated covers the peers
-    if event.reason not in FLOW_ONLY_REASONS:
-        _sync_static_devices(event)
+    if event.reason not in FLOW_ONLY_REASONS:  # those change no static device
+        if event.narrowed:
+            _revoke_static_access(event)
+        tasks.request_static_sync(event.account_id)
     if event.narrowed:
         # Last: a gateway must receive the rejections and peer removals before its socket closes
         # (the channel layer keeps per-channel order), or it would keep them while retrying.

@@ -4,14 +4,18 @@ them (``init``, static peers, resources) that the consumer and the pushes send."
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address
 
+from django.conf import settings
+from django.db import connection
 from django.db.models import Count, Q, QuerySet
 
 from accounts.models import Account, Membership
@@ -224,8 +228,7 @@ def static_peer(
 
 def static_peers_of_gateway(gateway: Gateway, secret: bytes) -> list[protocol.StaticPeer]:
     assignments = list(
-        StaticDeviceAssignment.objects.for_account(gateway.account_id)
-        .filter(gateway_id=gateway.pk, device__disabled_at__isnull=True)
+        _static_assignments(gateway.account_id, gateway.pk)
         .select_related("device")
         .order_by("device_id")
     )
@@ -252,18 +255,31 @@ def authorization_to_wire(
     )
 
 
+def _active_authorizations(
+    account_id: uuid.UUID, gateway_id: uuid.UUID, now: datetime
+) -> QuerySet[Authorization]:
+    return Authorization.objects.for_account(account_id).filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=now),
+        gateway_id=gateway_id,
+        revoked_at__isnull=True,
+        device__isnull=False,
+        resource__isnull=False,
+    )
+
+
+def _static_assignments(
+    account_id: uuid.UUID, gateway_id: uuid.UUID
+) -> QuerySet[StaticDeviceAssignment]:
+    return StaticDeviceAssignment.objects.for_account(account_id).filter(
+        gateway_id=gateway_id, device__disabled_at__isnull=True
+    )
+
+
 def init_message(gateway: Gateway, now: datetime) -> protocol.Init:
     """The complete desired state of ``gateway`` (what ``init`` carries)."""
     secret = key_secret(gateway.account_id)
     active = (
-        Authorization.objects.for_account(gateway.account_id)
-        .filter(
-            Q(expires_at__isnull=True) | Q(expires_at__gt=now),
-            gateway_id=gateway.pk,
-            revoked_at__isnull=True,
-            device__isnull=False,
-            resource__isnull=False,
-        )
+        _active_authorizations(gateway.account_id, gateway.pk, now)
         .select_related("device", "resource")
         .order_by("created_at")
     )
@@ -275,5 +291,104 @@ def init_message(gateway: Gateway, now: datetime) -> protocol.Init:
         static_peers=tuple(static_peers_of_gateway(gateway, secret)),
         authorizations=tuple(a for a in wire if a is not None),
         relays=(),
-        heartbeat_interval_s=protocol.HEARTBEAT_INTERVAL_S,
+        heartbeat_interval_s=float(settings.FZ_HEARTBEAT_INTERVAL_S),
     )
+
+
+def gateway_init(
+    account_id: uuid.UUID, gateway_id: uuid.UUID, now: datetime
+) -> protocol.Init | None:
+    """``init`` for a gateway of this account (a resync), or None if the gateway is gone."""
+    gateway = Gateway.objects.for_account(account_id).filter(pk=gateway_id).first()
+    return None if gateway is None else init_message(gateway, now)
+
+
+@dataclass
+class DigestCache:
+    """One connection's last digest and the fingerprint of the rows it was computed from."""
+
+    fingerprint: str = ""
+    digest: str | None = None
+    computed: int = 0  # how often the digest had to be computed (tests, logs)
+
+
+@functools.cache
+def _fingerprint_sql() -> str:
+    """One statement, four scalar subqueries: MD5 over the text of every row and column
+    ``init_message`` reads (tables named from the models, so a moved model keeps working)."""
+    a, d, r = Authorization._meta.db_table, ClientDevice._meta.db_table, Resource._meta.db_table
+    s, k = StaticDeviceAssignment._meta.db_table, AccountKeySecret._meta.db_table
+    g = Gateway._meta.db_table
+    kinds = ", ".join(f"'{kind}'" for kind in sorted(STATIC_KINDS))
+
+    def agg(*columns: str, order: str) -> str:
+        fields = ", ".join(f"coalesce(({c})::text, '~')" for c in columns)
+        return f"md5(string_agg(concat_ws('|', {fields}), ';' ORDER BY {order}))"
+
+    return f"""
+SELECT
+  EXISTS (SELECT 1 FROM "{g}" g WHERE g.id = %(gw)s AND g.account_id = %(acc)s),
+  (SELECT {agg("a.id", "a.expires_at", "d.id", "d.public_key", "d.ipv4", "d.ipv6", "r.id",
+               "r.kind", "r.address", "r.filters", order="a.id")}
+     FROM "{a}" a JOIN "{d}" d ON d.id = a.device_id JOIN "{r}" r ON r.id = a.resource_id
+    WHERE a.account_id = %(acc)s AND a.gateway_id = %(gw)s AND a.revoked_at IS NULL
+      AND (a.expires_at IS NULL OR a.expires_at > %(now)s)),
+  (SELECT {agg("x.id", "x.site_id", "x.resource_ids", "d.id", "d.public_key", "d.ipv4",
+               "d.ipv6", order="x.id")}
+     FROM "{s}" x JOIN "{d}" d ON d.id = x.device_id
+    WHERE x.account_id = %(acc)s AND x.gateway_id = %(gw)s AND d.disabled_at IS NULL),
+  (SELECT {agg("r.id", "r.site_id", "r.kind", "r.address", "r.filters", order="r.id")}
+     FROM "{r}" r WHERE r.account_id = %(acc)s AND r.kind IN ({kinds})
+      AND r.id::text IN (SELECT jsonb_array_elements_text(x.resource_ids) FROM "{s}" x
+                          WHERE x.account_id = %(acc)s AND x.gateway_id = %(gw)s)),
+  (SELECT {agg("k.id", "k.secret", order="k.id")} FROM "{k}" k WHERE k.account_id = %(acc)s)
+"""  # fmt: skip
+
+
+def state_fingerprint(account_id: uuid.UUID, gateway_id: uuid.UUID, now: datetime) -> str | None:
+    """A cheap fingerprint of every row and column ``init_message`` reads for this gateway (one
+    statement aggregated by PostgreSQL, no model instances), or None if the gateway is gone.
+    Equal fingerprints mean an equal ``init`` content: it covers the gateway's active flows
+    with their devices and resources, its static assignments with their devices, every
+    resource those assignments list, and the key secret. An idle gateway costs four index
+    lookups."""
+    with connection.cursor() as cursor:
+        cursor.execute(_fingerprint_sql(), {"gw": gateway_id, "acc": account_id, "now": now})
+        row = cursor.fetchone()
+    if row is None or not row[0]:
+        return None
+    return "/".join(str(part or "") for part in row[1:])
+
+
+def state_digest(
+    account_id: uuid.UUID,
+    gateway_id: uuid.UUID,
+    now: datetime,
+    cache: DigestCache | None = None,
+) -> str | None:
+    """`protocol.state_digest` of what the database says the gateway should hold (the content
+    of its ``init``), or None if the gateway is gone. Sent with every ``heartbeat_reply``.
+
+    With ``cache`` (one per connection), the digest is recomputed only when
+    `state_fingerprint` changed: a few aggregate queries per heartbeat instead of building
+    the whole ``init`` (benchmarks/heartbeat_digest.py)."""
+    # The fingerprint is read before the init: a change committed in between pairs an old
+    # fingerprint with the new digest, which the next heartbeat's fingerprint replaces.
+    fingerprint = ""
+    if connection.vendor != "postgresql":  # the fingerprint is PostgreSQL SQL; embedded: no cache
+        cache = None
+    if cache is not None:
+        found = state_fingerprint(account_id, gateway_id, now)
+        if found is None:
+            return None
+        if cache.digest is not None and cache.fingerprint == found:
+            return cache.digest
+        fingerprint = found
+    init = gateway_init(account_id, gateway_id, now)
+    if init is None:
+        return None
+    digest = protocol.state_digest(init.static_peers, init.authorizations)
+    if cache is not None:
+        cache.fingerprint, cache.digest = fingerprint, digest
+        cache.computed += 1
+    return digest

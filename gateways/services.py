@@ -16,12 +16,13 @@ from datetime import datetime, timedelta
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from accounts import services as account_services
-from accounts.models import Account, Actor, Token
+from accounts.models import Account, Actor, Membership, Token
 from agents import protocol
 from firezone_site.errors import (
     NotFound,
@@ -43,7 +44,7 @@ from gateways.models import (
 )
 from policies import evaluation
 from policies import queries as policy_queries
-from policies.models import Policy, Site
+from policies.models import Policy, Resource, Site
 
 log = logging.getLogger(__name__)
 
@@ -954,8 +955,140 @@ def sync_static_devices(account_id: uuid.UUID, device_ids: Iterable[uuid.UUID]) 
     return changed
 
 
+@transaction.atomic
+def revoke_static_access(
+    account_id: uuid.UUID,
+    resource_ids: Iterable[uuid.UUID],
+    *,
+    device_ids: Iterable[uuid.UUID] | None = None,
+    readdressed: bool = False,
+    now: datetime | None = None,
+) -> int:
+    """The fast, synchronous half of a narrowing change of ``resource_ids``: take from every
+    static device (of ``device_ids``; None: all of the account) the ones of those resources it
+    may no longer reach, in one transaction and a handful of queries whatever the number of
+    devices, and push the changed peers to their gateways after the commit. ``readdressed``:
+    the resources' addresses changed, so every holder's peer is pushed again.
+
+    Only removes: anything a device gains, and the config version, follow in the account's
+    `sync_static_devices` run (queued by the caller). Returns the number of assignments changed.
+    """
+    now = now or timezone.now()
+    wanted = {str(r) for r in resource_ids}
+    if not wanted:
+        return 0
+    postgres = connection.vendor == "postgresql"
+    qs = (
+        StaticDeviceAssignment.objects.for_account(account_id)
+        .select_for_update(of=("self",))
+        .select_related("device", "device__actor")
+        .order_by("pk")
+    )
+    if postgres:  # jsonb containment; the embedded SQLite database is filtered below
+        holds = Q()
+        for rid in sorted(wanted):
+            holds |= Q(resource_ids__contains=[rid])
+        qs = qs.filter(holds)
+    if device_ids is not None:
+        qs = qs.filter(device_id__in=set(device_ids))
+    assignments = [a for a in qs if wanted.intersection(a.resource_ids)]
+    if not assignments:
+        return 0
+    resources = {
+        str(r.pk): r
+        for r in Resource.objects.for_account(account_id).filter(
+            pk__in=wanted, kind__in=queries.STATIC_KINDS
+        )
+    }
+    rules: dict[str, list[evaluation.PolicyRule]] = defaultdict(list)
+    for policy in (
+        Policy.objects.for_account(account_id)
+        .filter(resource_id__in=wanted, disabled_at__isnull=True)
+        .order_by("id")
+    ):
+        rules[str(policy.resource_id)].append(
+            evaluation.PolicyRule(
+                policy_id=policy.pk,
+                group_id=policy.group_id,
+                resource_id=policy.resource_id,
+                conditions=evaluation.parse_conditions_cached(policy.conditions)
+                if policy.conditions
+                else (),
+            )
+        )
+    groups: dict[uuid.UUID, set[uuid.UUID]] = defaultdict(set)
+    for actor_id, group_id in (
+        Membership.objects.for_account(account_id)
+        .filter(actor_id__in={a.device.actor_id for a in assignments})
+        .values_list("actor_id", "group_id")
+    ):
+        groups[actor_id].add(group_id)
+    account_disabled = Account.objects.filter(pk=account_id, disabled_at__isnull=False).exists()
+    context = static_context(now)
+
+    def still_allowed(a: StaticDeviceAssignment, rid: str) -> bool:
+        device, resource = a.device, resources.get(rid)
+        if account_disabled or device.disabled_at is not None:
+            return False
+        if device.actor.disabled_at is not None or resource is None:
+            return False
+        if resource.site_id != a.site_id:
+            return False
+        return evaluation.evaluate(frozenset(groups[device.actor_id]), rules[rid], context).allowed
+
+    pushes: list[tuple[uuid.UUID, protocol.PortalMessage]] = []
+    kept: list[StaticDeviceAssignment] = []
+    removed: list[StaticDeviceAssignment] = []
+    by_loss: dict[frozenset[str], list[uuid.UUID]] = defaultdict(list)
+    for a in assignments:
+        lost = frozenset(
+            rid for rid in a.resource_ids if rid in wanted and not still_allowed(a, rid)
+        )
+        if not lost and not readdressed:
+            continue
+        a.resource_ids = [rid for rid in a.resource_ids if rid not in lost]
+        (kept if a.resource_ids else removed).append(a)
+        if lost and a.resource_ids:
+            by_loss[lost].append(a.pk)
+    # One UPDATE per distinct set of lost resources (jsonb minus text[] drops those strings):
+    # Django's bulk_update builds a CASE per row and costs seconds for thousands of rows.
+    column = StaticDeviceAssignment._meta.get_field("resource_ids").column
+    for lost, pks in by_loss.items():
+        if postgres:
+            StaticDeviceAssignment.objects.filter(pk__in=pks).update(
+                resource_ids=RawSQL(f'"{column}" - %s::text[]', (sorted(lost),))
+            )
+        else:
+            changed = set(pks)
+            for a in kept:
+                if a.pk in changed:
+                    a.save(update_fields=["resource_ids"])
+    StaticDeviceAssignment.objects.filter(pk__in=[a.pk for a in removed]).delete()
+    for a in removed:
+        if a.gateway_id is not None:
+            pushes.append((a.gateway_id, protocol.RemoveStaticPeer(a.device.public_key)))
+    with_gateway = [a for a in kept if a.gateway_id is not None]
+    if with_gateway:
+        secret = queries.key_secret(account_id)
+        current = queries.assignment_resources(account_id, with_gateway)
+        for a in with_gateway:
+            assert a.gateway_id is not None
+            pushes.append(
+                (
+                    a.gateway_id,
+                    protocol.AddStaticPeer(
+                        queries.static_peer(a.device, a.gateway_id, current[a.pk], secret)
+                    ),
+                )
+            )
+    presence.send_on_commit(presence.to_gateways(pushes))
+    return len(kept) + len(removed)
+
+
 def resync_all_static_devices(now: datetime | None = None) -> int:
-    """Periodic safety net (time-window policies, missed events): recompute every device."""
+    """Periodic job: re-evaluate every device's policies now (time-window conditions change
+    access with no event; an account recomputation whose task was lost). A push a gateway
+    missed is repaired by its state digest, not here."""
     total = 0
     rows = ClientDevice.objects.filter(kind=ClientDevice.Kind.STATIC).values_list(
         "account_id", "pk"

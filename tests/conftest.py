@@ -12,6 +12,19 @@ import pytest
 PASSWORD = "correct horse battery staple"
 
 
+@pytest.fixture(autouse=True)
+def static_sync_inline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The account-wide static-device recomputation runs in Celery; tests run it inline at the
+    moment it is enqueued (after the commit), so nothing is left in the shared broker.
+    tests/integration/gateways/test_static_sync_task.py checks the queued path itself."""
+    try:
+        from gateways import tasks
+    except Exception:  # unit tests without Django settings
+        return
+    task = tasks.sync_account_static_devices
+    monkeypatch.setattr(task, "delay", lambda account_id: task(account_id))
+
+
 @pytest.fixture
 def acme(db: None):  # type: ignore[no-untyped-def]
     from accounts import services

@@ -674,7 +674,7 @@ class PortalClient:
         except p.ProtocolError as exc:
             log.warning("invalid message from the portal", extra={"reason": exc.reason})
             return None, []
-        assert not isinstance(msg, p.Heartbeat | p.AuthorizationAck | p.PeerStats)
+        assert not isinstance(msg, p.Heartbeat | p.AuthorizationAck | p.PeerStats | p.ResyncRequest)
         return msg, self.handle(msg)
 
     def handle(self, msg: p.PortalMessage) -> list[p.GatewayMessage]:
@@ -691,7 +691,13 @@ class PortalClient:
                 self._stats_unsupported = True  # an older portal: peer_stats is optional
             return []
         if isinstance(msg, p.HeartbeatReply):
-            return []
+            replies = self.state.handle(msg, time.time()).replies
+            if replies:
+                log.warning(
+                    "state differs from the portal's; asking for a resync",
+                    extra={"resyncs": self.state.resyncs},
+                )
+            return replies
         previous = (self.state.ipv4, self.state.ipv6)
         step = self.state.handle(msg, time.time())
         try:

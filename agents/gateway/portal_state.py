@@ -19,6 +19,16 @@ Derived from the wanted state:
 * rules: resource id -> `ResourceRule` (the firewall shares resources by id, so a changed rule
   is one `UpdateResource`).
 
+Convergence with the portal's database: besides the wanted state (what the data plane should
+enforce, without what this gateway cannot enforce), the state keeps a *mirror* - exactly what the
+portal sent, unsupported resources and all - because that is what the portal's
+`protocol.state_digest` covers. `check_digest` compares the mirror's digest (flows not yet
+expired at ``now``) with the ``state_digest`` of a ``heartbeat_reply``; on a mismatch it answers
+``resync_request`` and the portal sends ``init`` again, which replaces both. A resync that did not
+fix the mismatch (a clock skew at an expiry edge, a message this gateway cannot apply) is retried
+with an exponentially growing pause, so a persistent difference costs one ``init`` per 32
+heartbeats at most, while a lost push is repaired at the next heartbeat.
+
 Also here, because they are decisions and not IO: the reconnect schedule (`Backoff`, exponential
 with jitter, injectable rng), what a close code means (`after_close`), and the heartbeat watchdog
 (`Heartbeat`). Times: ``now`` is passed in; expiries are unix seconds (the applier converts them
@@ -181,6 +191,7 @@ class Step:
     commands: list[Command]
     replies: list[p.GatewayMessage] = field(default_factory=list)
     note: str = ""
+    mirror: Wanted | None = None  # None: unchanged
 
 
 class GatewayState:
@@ -190,9 +201,16 @@ class GatewayState:
     and only then calls ``commit(step)`` (a failed apply leaves the state as it was).
     """
 
+    #: Longest pause between two resyncs that did not fix a mismatch, in heartbeat intervals.
+    MAX_RESYNC_PAUSE = 32
+
     def __init__(self) -> None:
         self.wanted = Wanted()
+        self.mirror = Wanted()  # what the portal sent, unfiltered (see the module docstring)
         self._derived = self.wanted.derive()
+        self.resyncs = 0  # resync_request sent (for logs and tests)
+        self._resync_failures = 0
+        self._next_resync_at = 0.0
         self.gateway_id: uuid.UUID | None = None
         self.ipv4: IPv4Address | None = None
         self.ipv6: IPv6Address | None = None
@@ -200,17 +218,26 @@ class GatewayState:
 
     # -- transitions -----------------------------------------------------------------------
     def _to(
-        self, wanted: Wanted, replies: list[p.GatewayMessage] | None = None, note: str = ""
+        self,
+        wanted: Wanted,
+        replies: list[p.GatewayMessage] | None = None,
+        note: str = "",
+        *,
+        mirror: Wanted | None = None,
     ) -> Step:
-        return Step(wanted, diff(self._derived, wanted.derive()), replies or [], note)
+        return Step(wanted, diff(self._derived, wanted.derive()), replies or [], note, mirror)
 
     def commit(self, step: Step) -> None:
         self.wanted = step.wanted
         self._derived = step.wanted.derive()
+        if step.mirror is not None:
+            self.mirror = step.mirror
 
     def handle(self, message: p.PortalMessage, now: float) -> Step:
         """``now``: unix seconds (authorizations that already expired are not installed)."""
-        w = self.wanted
+        w, m = self.wanted, self.mirror
+        if isinstance(message, p.HeartbeatReply):
+            return Step(w, [], self.check_digest(message.state_digest, now))
         if isinstance(message, p.Init):
             self.gateway_id, self.ipv4, self.ipv6 = message.gateway_id, message.ipv4, message.ipv6
             self.heartbeat_interval_s = message.heartbeat_interval_s
@@ -224,37 +251,88 @@ class GatewayState:
                 p.Error("authorization_failed", _unsupported(a.resource) or "", a.id)
                 for a in unsupported
             ]
-            return self._to(Wanted(statics, auths), replies, "init")
+            mirror = Wanted(
+                {sp.public_key: sp for sp in message.static_peers},
+                {a.id: a for a in message.authorizations},
+            )
+            return self._to(Wanted(statics, auths), replies, "init", mirror=mirror)
         if isinstance(message, p.CreateAuthorization):
             a = message.authorization
+            # The portal holds the flow whatever this gateway makes of it.
+            mirror = replace(m, authorizations={**m.authorizations, a.id: a})
             reason = _unsupported(a.resource)
             if reason:
-                return Step(w, [], [p.Error("authorization_failed", reason, a.id)], reason)
+                return Step(w, [], [p.Error("authorization_failed", reason, a.id)], reason, mirror)
             if _expired(a, now):
-                return Step(w, [], [p.Error("authorization_failed", "already expired", a.id)])
+                error = p.Error("authorization_failed", "already expired", a.id)
+                return Step(w, [], [error], mirror=mirror)
             auths = {**w.authorizations, a.id: a}
-            return self._to(replace(w, authorizations=auths), [p.AuthorizationAck(a.id)])
+            return self._to(
+                replace(w, authorizations=auths), [p.AuthorizationAck(a.id)], mirror=mirror
+            )
         if isinstance(message, p.RejectAccess):
-            return self._to(_reject(w, message))
+            return self._to(_reject(w, message), mirror=_reject(m, message))
         if isinstance(message, p.ResourceUpdated):
-            return self._to(_update_resource(w, message.resource))
+            return self._to(
+                _update_resource(w, message.resource),
+                mirror=_update_resource(m, message.resource, supported_only=False),
+            )
         if isinstance(message, p.AddStaticPeer):
             sp = _supported_only(message.peer)
-            return self._to(replace(w, static_peers={**w.static_peers, sp.public_key: sp}))
+            return self._to(
+                replace(w, static_peers={**w.static_peers, sp.public_key: sp}),
+                mirror=replace(m, static_peers={**m.static_peers, sp.public_key: message.peer}),
+            )
         if isinstance(message, p.RemoveStaticPeer):
-            statics = {k: v for k, v in w.static_peers.items() if k != message.public_key}
-            return self._to(replace(w, static_peers=statics))
-        # heartbeat_reply, token_rotated and error change nothing in the data plane.
+            key = message.public_key
+            return self._to(
+                replace(w, static_peers={k: v for k, v in w.static_peers.items() if k != key}),
+                mirror=replace(
+                    m, static_peers={k: v for k, v in m.static_peers.items() if k != key}
+                ),
+            )
+        # token_rotated and error change nothing in the data plane.
         return Step(w, [])
 
     def expire(self, now: float) -> Step:
         """Forget authorizations whose expiry passed (the firewall already refuses their
-        packets; this frees the peer when it was the client's last flow)."""
-        w = self.wanted
+        packets; this frees the peer when it was the client's last flow). The mirror forgets
+        them too: the digest leaves out expired flows anyway."""
+        w, m = self.wanted, self.mirror
         auths = {k: a for k, a in w.authorizations.items() if not _expired(a, now)}
+        mirrored = {k: a for k, a in m.authorizations.items() if not _expired(a, now)}
+        mirror = (
+            replace(m, authorizations=mirrored) if len(mirrored) < len(m.authorizations) else None
+        )
         if len(auths) == len(w.authorizations):
-            return Step(w, [])
-        return self._to(replace(w, authorizations=auths), note="expired")
+            return Step(w, [], mirror=mirror)
+        return self._to(replace(w, authorizations=auths), note="expired", mirror=mirror)
+
+    # -- convergence -------------------------------------------------------------------------
+    def state_digest(self, now: float) -> str:
+        """`protocol.state_digest` of what the portal told this gateway (flows unexpired at
+        ``now``): equal to the portal's digest when no message was lost."""
+        m = self.mirror
+        live = [a for a in m.authorizations.values() if not _expired(a, now)]
+        return p.state_digest(m.static_peers.values(), live)
+
+    def check_digest(self, portal_digest: str | None, now: float) -> list[p.GatewayMessage]:
+        """Compare the portal's digest (from ``heartbeat_reply``; None: the portal sends none)
+        with ours; returns ``[ResyncRequest]`` when a resync is due, else ``[]``."""
+        if portal_digest is None:
+            return []
+        mine = self.state_digest(now)
+        if mine == portal_digest:
+            self._resync_failures = 0
+            self._next_resync_at = 0.0
+            return []
+        if now < self._next_resync_at:
+            return []
+        pause = min(2**self._resync_failures, self.MAX_RESYNC_PAUSE)
+        self._resync_failures += 1
+        self._next_resync_at = now + pause * self.heartbeat_interval_s
+        self.resyncs += 1
+        return [p.ResyncRequest(mine)]
 
     # -- read-only views ---------------------------------------------------------------------
     @property
@@ -296,8 +374,8 @@ def _reject(w: Wanted, m: p.RejectAccess) -> Wanted:
     return Wanted(statics, auths)
 
 
-def _update_resource(w: Wanted, resource: p.Resource) -> Wanted:
-    if _unsupported(resource):
+def _update_resource(w: Wanted, resource: p.Resource, *, supported_only: bool = True) -> Wanted:
+    if supported_only and _unsupported(resource):
         return w
     auths = {
         k: (replace(a, resource=resource) if a.resource.id == resource.id else a)

@@ -235,3 +235,16 @@ def fresh_channel_layer() -> Iterator[None]:
     channel_layers.backends.clear()
     yield
     channel_layers.backends.clear()
+
+
+@pytest.fixture(autouse=True)
+def digests_finished() -> Iterator[None]:
+    """The consumers' digest thread keeps its own database connection (as a worker thread in
+    production does): after each test, wait for a digest still running (one thread, FIFO) and
+    close that connection, or the test database could not be dropped at the end."""
+    yield
+    from django.db import connections
+
+    from gateways import consumers
+
+    consumers._DIGEST_EXECUTOR.submit(connections.close_all).result(timeout=30)
