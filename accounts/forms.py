@@ -97,9 +97,13 @@ class AccountForm(forms.Form):
 
 
 class ApiTokenForm(forms.Form):
-    actor = forms.ChoiceField(label="Service account", required=False)
+    actor = forms.ChoiceField(
+        label="API client or service account",
+        required=False,
+        help_text="Only an API client's token may manage the account through the API.",
+    )
     new_service_account = forms.CharField(
-        label="…or a new service account named", max_length=255, required=False
+        label="…or a new API client named", max_length=255, required=False
     )
     name = forms.CharField(label="Token name", max_length=255, required=False)
     expires_in_days = forms.IntegerField(

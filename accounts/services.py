@@ -639,7 +639,10 @@ def issue_api_token(
     expires_in_days: int | None = None,
 ) -> IssuedToken:
     """An API token for an existing service account / API client of the account, or for a new
-    service account named ``new_service_account`` (created in the same transaction)."""
+    API client named ``new_service_account`` (created in the same transaction).
+
+    An API client's token manages the account through the REST API; a service account's (the
+    identity of a headless client) is refused there (403)."""
     if actor_id:
         actor = (
             Actor.objects.for_account(account)
@@ -650,7 +653,7 @@ def issue_api_token(
             raise NotFound("No such service account.")
     else:
         actor = create_actor(
-            account, name=new_service_account, email="", type=Actor.Type.SERVICE_ACCOUNT
+            account, name=new_service_account, email="", type=Actor.Type.API_CLIENT
         )
     expires_at = timezone.now() + timedelta(days=expires_in_days) if expires_in_days else None
     return create_token(account, kind=Token.Kind.API, actor=actor, name=name, expires_at=expires_at)

@@ -583,6 +583,39 @@ def remove_offline_gateway(
     return True
 
 
+@transaction.atomic
+def delete_gateway(gateway: Gateway) -> None:
+    """Delete a gateway now (online or not): its flows are revoked, its socket is closed after
+    commit (4004 gateway_removed), its tunnel addresses are freed and its static devices move to
+    another gateway of the site. Its token still lets it reconnect as a new gateway: revoke the
+    token to keep it out."""
+    current = Gateway.objects.for_account(gateway.account_id).select_for_update().get(pk=gateway.pk)
+    device_ids = frozenset(_devices_of_gateway(current.pk))
+    revoked = revoke_authorizations(
+        current.account_id, reason="gateway_deleted", gateway_ids={current.pk}
+    )
+    address_id = current.address_id
+    current.delete()  # static assignments keep their device, with no gateway until re-synced
+    TunnelAddress.objects.filter(pk=address_id).delete()
+    presence.send_on_commit(
+        [
+            presence.close(
+                presence.gateway_group(gateway.pk),
+                protocol.CloseCode.GATEWAY_REMOVED,
+                "the gateway was deleted",
+            )
+        ]
+    )
+    publish(
+        AccessChanged(
+            account_id=current.account_id,
+            reason="gateway_deleted",
+            device_ids=device_ids,
+            authorization_ids=revoked,
+        )
+    )
+
+
 # --- static devices ----------------------------------------------------------------------------
 
 
@@ -688,6 +721,7 @@ def revoke_authorizations(
     policy_ids: Iterable[uuid.UUID] | None = None,
     actor_ids: Iterable[uuid.UUID] | None = None,
     device_ids: Iterable[uuid.UUID] | None = None,
+    gateway_ids: Iterable[uuid.UUID] | None = None,
 ) -> frozenset[uuid.UUID]:
     """Revoke the account's active authorizations matching every given filter.
 
@@ -704,6 +738,8 @@ def revoke_authorizations(
         qs = qs.filter(actor_id__in=actor_ids)
     if device_ids is not None:
         qs = qs.filter(device_id__in=device_ids)
+    if gateway_ids is not None:
+        qs = qs.filter(gateway_id__in=gateway_ids)
     ids = frozenset(qs.select_for_update().values_list("pk", flat=True))
     if ids:
         Authorization.objects.filter(pk__in=ids).update(

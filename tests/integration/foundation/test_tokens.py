@@ -80,7 +80,7 @@ def test_api_tokens_go_to_service_accounts_of_the_same_account_only(  # type: ig
     from firezone_site.errors import NotFound, ValidationFailed
 
     issued = accounts.issue_api_token(acme, new_service_account="CI", expires_in_days=30)
-    assert issued.token.actor is not None and issued.token.actor.type == Actor.Type.SERVICE_ACCOUNT
+    assert issued.token.actor is not None and issued.token.actor.type == Actor.Type.API_CLIENT
     assert issued.token.expires_at is not None
     assert accounts.use_token(issued.secret, kind=Token.Kind.API) is not None
     again = accounts.issue_api_token(acme, actor_id=issued.token.actor.pk, name="second")

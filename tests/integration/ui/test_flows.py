@@ -476,7 +476,7 @@ def test_settings_rename_and_api_token_shown_once_then_revoked(
     assert response["Cache-Control"] == "no-store"
     token = accounts.use_token(secret, kind=Token.Kind.API)
     assert token is not None and token.actor is not None
-    assert token.actor.type == Actor.Type.SERVICE_ACCOUNT and token.actor.name == "Deployer"
+    assert token.actor.type == Actor.Type.API_CLIENT and token.actor.name == "Deployer"
     # The blank form shown with the secret already offers the service account just created.
     assert f'<option value="{token.actor.pk}">Deployer</option>' in html
     assert secret not in alice_client.get(reverse("settings")).content.decode()

@@ -1,0 +1,1 @@
+"""REST API for sites, gateways, gateway tokens, client and static devices and authorizations."""
