@@ -1,7 +1,8 @@
 """``firezone-client``: run the headless client data plane.
 
-Modes: ``--static-config FILE`` (gateways and the resources behind each, see
-``agents.static_config``). A portal-driven mode would be a sibling of ``run_static``.
+Modes: ``--portal-url URL --token-file FILE`` (the portal decides, see ``agents.client.portal``)
+or ``--static-config FILE`` (gateways and the resources behind each, see
+``agents.static_config``).
 ``firezone-client sign-in --portal-url URL`` signs the client in (``agents.client.signin``).
 
 Routes: every resource network of every gateway is routed into the TUN device. When a resource
@@ -37,6 +38,9 @@ Endpoint = tuple[str, int]
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="firezone-client", description="Firezone headless client")
     p.add_argument("--static-config", metavar="FILE", help="TOML file with gateways and resources")
+    from agents.client.portal import add_portal_arguments
+
+    add_portal_arguments(p)
     add_runtime_arguments(p)
     return p
 
@@ -55,9 +59,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             validate_name(args.ifname)
         except ValueError as exc:
             parser.error(str(exc))
+    if args.static_config and args.portal_url:
+        parser.error("--static-config and --portal-url exclude each other")
     if args.static_config:
         return run_static(args)
-    parser.error("--static-config FILE is required")
+    if args.portal_url:
+        from agents.client.portal import run_from_args
+
+        return run_from_args(args)
+    parser.error("--portal-url URL (with --token-file FILE) or --static-config FILE is required")
     return 2  # unreachable: parser.error exits
 
 

@@ -115,6 +115,7 @@ class Driver:
         self.stats = Stats()
         self._stopping = False
         self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._kick = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)  # drained, see kick()
         self._sockaddr: dict[Endpoint, tuple[str, int]] = {}
         self._endpoint: dict[tuple[object, ...], Endpoint] = {}
         self._threads: list[threading.Thread] = []
@@ -154,6 +155,15 @@ class Driver:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             os.close(self._wake)
+        with contextlib.suppress(OSError):
+            os.close(self._kick)
+
+    def kick(self) -> None:
+        """Run the engine's timers soon (thread-safe): another thread changed what
+        ``poll_timeout`` answers, e.g. the client queued packets to send. The epoll loops wake
+        at once; the thread modes' timer loop within MAX_TIMER_SLEEP."""
+        with contextlib.suppress(OSError):
+            os.eventfd_write(self._kick, 1)
 
     def _signal(self) -> None:
         with contextlib.suppress(OSError):
@@ -300,6 +310,7 @@ class Driver:
         ep.register(tun_fd, select.EPOLLIN)
         ep.register(udp_fd, select.EPOLLIN)
         ep.register(self._wake, select.EPOLLIN)
+        ep.register(self._kick, select.EPOLLIN)
         pending_tun = pending_udp = False
         try:
             while not self._stopping:
@@ -315,6 +326,9 @@ class Driver:
                         pending_tun = True
                     elif fd == udp_fd:
                         pending_udp = True
+                    elif fd == self._kick:
+                        with contextlib.suppress(BlockingIOError):
+                            os.eventfd_read(self._kick)
                 if pending_udp:
                     pending_udp = udp_round()
                 if pending_tun:
@@ -497,6 +511,7 @@ class ChannelsDriver(Driver):
         ep.register(udp_fd, select.EPOLLIN)
         ep.register(self._inbound_fd, select.EPOLLIN)
         ep.register(self._wake, select.EPOLLIN)
+        ep.register(self._kick, select.EPOLLIN)
         lock = _NullLock()
         engine = self.engine
         on_tun = engine.on_tun
@@ -516,6 +531,9 @@ class ChannelsDriver(Driver):
                     elif fd == self._inbound_fd:
                         with contextlib.suppress(BlockingIOError):
                             os.eventfd_read(self._inbound_fd)
+                    elif fd == self._kick:
+                        with contextlib.suppress(BlockingIOError):
+                            os.eventfd_read(self._kick)
                 if pending_udp:
                     pending_udp = self._drain_udp(engine.on_network, lock)
                 packets = self.from_tun.take_all(False, self._stopping_fn)

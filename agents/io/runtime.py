@@ -44,6 +44,7 @@ class DataPlaneSpec:
     masquerade: bool = False  # gateway: forwarding + nftables masquerade of tunnel traffic
     nft_table: str | None = None
     on_ready: Callable[[TunDevice], None] | None = None
+    on_driver: Callable[[drv.Driver], None] | None = None  # e.g. to keep its kick()
     extra_log: dict[str, Any] = field(default_factory=dict)
 
 
@@ -116,6 +117,8 @@ def serve(core: ConnlibCore, spec: DataPlaneSpec, stop: threading.Event | None =
             masq.start()
         driver = drv.make_driver(spec.io_mode, CoreEngine(core), tun, sock)
         the_driver = driver
+        if spec.on_driver is not None:
+            spec.on_driver(driver)
         if requested:
             return 0
         if stop is not None:

@@ -352,6 +352,11 @@ class Device:
         peer = self._peers.get(public_key)
         return peer.last_handshake if peer is not None else None
 
+    def peer_handshake_started(self, public_key: bytes) -> float | None:
+        """`now` when the handshake attempt in progress began (None: none in progress)."""
+        peer = self._peers.get(public_key)
+        return peer.handshake_started if peer is not None else None
+
     def peer_transfer(self, public_key: bytes) -> tuple[int, int] | None:
         """(received, sent) transport-data bytes of the peer (None if unknown)."""
         peer = self._peers.get(public_key)

@@ -14,6 +14,11 @@ plain ``http://127.0.0.1:PORT`` portal URL without any interface in the root nam
 Also here, as subcommands run inside namespaces (``python -m tests.e2e.portal_lab CMD``):
 
   bridge LISTEN_PORT UNIX_PATH          TCP 127.0.0.1:LISTEN_PORT -> unix socket
+  xff-bridge HOST PORT UNIX_PATH        TCP HOST:PORT -> unix socket, as a reverse proxy: the
+                                        request head gets ``X-Forwarded-For: <TCP peer>`` (any
+                                        X-Forwarded-For the client sent is dropped), so the
+                                        portal (daphne --proxy-headers) sees the client's
+                                        namespace address as its remote IP
   udp-echo PORT                         UDP echo server
   udp-probe DST PORT INTERVAL SECONDS   one datagram every INTERVAL s; prints one JSON line per
                                         probe: {"seq", "sent" (unix time), "ok"} (reply within
@@ -115,7 +120,7 @@ class Portal:
 
         args = [
             sys.executable, "-m", "firezone_site.webserver", "-u", str(self.socket_path),
-            *DAPHNE_OPTIONS, "firezone_site.asgi:application",
+            *DAPHNE_OPTIONS, "--proxy-headers", "firezone_site.asgi:application",
         ]  # fmt: skip
         self.starts += 1
         with self.log_path.open("ab") as log:
@@ -438,6 +443,70 @@ def start_gateway(
     return agent
 
 
+def start_xff_bridge(lab: Lab, ns: NetNS, host: str, socket_path: Path) -> str:
+    """The portal as ``http://HOST:PORTAL_PORT`` inside ``ns``, behind a forwarding proxy."""
+    proc, log = popen_logged(
+        lab, ns, module_cmd("tests.e2e.portal_lab", "xff-bridge", host, str(PORTAL_PORT),
+                            str(socket_path)), unique_name("fzxb"),
+    )  # fmt: skip
+
+    def listening() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"bridge exited: {log.read_text()}")
+        out = ns.run(["ss", "-Htln", f"sport = :{PORTAL_PORT}"], check=False).stdout
+        return bool(out.strip())
+
+    wait_for(listening, timeout=10, what="portal xff bridge")
+    return f"http://{host}:{PORTAL_PORT}"
+
+
+@dataclass
+class ClientAgent:
+    ns: NetNS
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    ifname: str
+    external_id: str
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def events(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log().splitlines():
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(line))
+        return out
+
+
+def start_client(
+    lab: Lab, ns: NetNS, portal_url: str, token: str, *, external_id: str
+) -> ClientAgent:
+    """``firezone-client --portal-url URL --token-file F`` in ``ns``; waits for its data plane."""
+    ifname = unique_name("fzpc")
+    token_file = lab.tmpfile(f"{ifname}.token", token + "\n")
+    args = module_cmd(
+        "agents.client.cli",
+        "--portal-url", portal_url,
+        "--token-file", str(token_file),
+        "--external-id", external_id,
+        "--name", external_id,
+        "--state-dir", str(lab.tmpdir / f"state-{ifname}"),
+        "--ifname", ifname,
+        "--log-json",
+    )  # fmt: skip
+    proc, log_path = popen_logged(lab, ns, args, ifname)
+    agent = ClientAgent(ns, proc, log_path, ifname, external_id)
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"client exited with {proc.returncode}:\n{agent.log()}")
+        return '"data plane up"' in agent.log()
+
+    wait_for(ready, timeout=20, what="client data plane")
+    return agent
+
+
 @dataclass
 class ProbeRun:
     process: subprocess.Popen[bytes]
@@ -491,6 +560,40 @@ async def _bridge_main(port: int, path: str) -> None:
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
     server = await asyncio.start_server(handle, "127.0.0.1", port)
+    async with server:
+        await server.serve_forever()
+
+
+async def _xff_bridge_main(host: str, port: int, path: str) -> None:
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")[0]
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            up_reader, up_writer = await asyncio.open_unix_connection(path)
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            writer.close()
+            return
+        lines = [
+            line
+            for line in head[:-4].split(b"\r\n")
+            if not line.lower().startswith(b"x-forwarded-for:")
+        ]
+        lines.append(b"X-Forwarded-For: " + peer.encode())
+        up_writer.write(b"\r\n".join(lines) + b"\r\n\r\n")
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    server = await asyncio.start_server(handle, host, port)
     async with server:
         await server.serve_forever()
 
@@ -554,6 +657,8 @@ def main(argv: list[str]) -> int:
         return _celery(args[0], args[1:])
     if cmd == "bridge":
         asyncio.run(_bridge_main(int(args[0]), args[1]))
+    elif cmd == "xff-bridge":
+        asyncio.run(_xff_bridge_main(args[0], int(args[1]), args[2]))
     elif cmd == "udp-echo":
         _udp_echo(int(args[0]))
     elif cmd == "udp-probe":
