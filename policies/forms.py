@@ -44,9 +44,10 @@ NOT_ENFORCED_NOTE = (
 )
 REPORTED_ONLY_PROPERTIES = frozenset({"remote_ip", "remote_ip_location_region", "provider_id"})
 REPORTED_ONLY_NOTE = (
-    "Applies only to clients that report it, and no client does yet: static devices report no "
-    "remote IP, country or auth provider, and an unknown value never passes, so a policy with "
-    "this condition grants them nothing."
+    "Applies only to clients that report it: firezone-client does (its address, the country of "
+    "that address, the provider it signed in with); static WireGuard devices report none of "
+    "them, and an unknown value never passes, so a policy with this condition grants static "
+    "devices nothing."
 )
 
 
