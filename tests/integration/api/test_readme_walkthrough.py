@@ -32,7 +32,10 @@ def _walkthrough() -> str:
 @pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")), reason="needs curl, jq")
 def test_the_readme_api_walkthrough_works_as_written(acme: Account, tmp_path: Path) -> None:
     account_services.create_actor(
-        acme, email="admin@example.com", name="Admin", type=Actor.Type.ADMIN  # as bootstrap
+        acme,
+        email="admin@example.com",
+        name="Admin",
+        type=Actor.Type.ADMIN,  # as bootstrap
     )
     secret = api_token(acme, Actor.Type.API_CLIENT, "Walkthrough")
     script = _walkthrough()
